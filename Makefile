@@ -1,0 +1,37 @@
+# One-command set-up and checks. `make install` is idempotent: it (re)creates .venv only when the
+# pinned requirements changed since the last install.
+PY      := .venv/bin/python
+STAMP   := .venv/.installed
+REQS    := requirements/cpu.txt pyproject.toml
+
+.PHONY: install test test-fast test-triton aot bench quickstart clean
+
+install: $(STAMP)
+
+$(STAMP): $(REQS)
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements/cpu.txt
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec || true
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+# Full suite: PyTorch backend, Triton kernels under the interpreter (tests/conftest.py sets
+# TRITON_INTERPRET=1 on CPU machines) and the ahead-of-time sm_80/sm_90 compile check.
+test: install
+	$(PY) -m pytest -q -n 2 tests
+
+test-fast: install
+	$(PY) -m pytest -q -n 2 -m "not triton and not slow" tests
+
+aot: install
+	$(PY) -m libra_kernels.aot
+
+bench: install
+	$(PY) -m bench_perf.kernels
+
+quickstart: install
+	$(PY) -m bench_perf.kernels --quick
+
+clean:
+	rm -rf .venv build *.egg-info .pytest_cache

@@ -1,0 +1,177 @@
+"""grpo_loss and linear_grpo_loss: loss, stats and gradients against the float64 reference."""
+import pytest
+import torch
+
+import libra_kernels as lk
+import reference as ref
+from helpers import BACKENDS, DEVICE, DTYPES, assert_grad, assert_output, assert_stats, twin
+
+AGGS = ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"]
+FLOAT_INPUTS = ("logp", "old_logp", "advantages", "ref_logp")
+
+
+def grpo_batch(batch=4, length=13, adv_level="seq", spread=0.3):
+    """Ratios on both sides of the clip range, a random mask and one fully masked sequence."""
+    logp = -4 * torch.rand(batch, length)
+    mask = torch.rand(batch, length) < 0.7
+    mask[1] = False
+    mask[0, 0] = True
+    adv_shape = (batch,) if adv_level == "seq" else (batch, length)
+    tensors = dict(
+        logp=logp,
+        old_logp=logp + spread * torch.randn(batch, length),
+        advantages=torch.randn(adv_shape),
+        mask=mask,
+        ref_logp=logp + 0.5 * torch.randn(batch, length),
+    )
+    return {k: v.to(DEVICE) for k, v in tensors.items()}
+
+
+def check_grpo(backend, data, dtype=torch.float32, use_ref=False, **options):
+    """Compare loss, stats and d loss / d logp with the reference; float inputs share logp's dtype."""
+    data = {k: v.to(dtype) if k in FLOAT_INPUTS else v for k, v in data.items()}
+    logp, logp_ref = twin(data["logp"], dtype)
+    args = data["old_logp"], data["advantages"], data["mask"]
+    if use_ref:
+        options["ref_logp"] = data["ref_logp"]
+    loss, stats = lk.grpo_loss(logp, *args, backend=backend, **options)
+    loss_ref, stats_ref = ref.grpo_loss(logp_ref, *args, **options)
+    assert loss.shape == ()
+    assert_output(loss, loss_ref, dtype)
+    assert_stats(stats, stats_ref)
+    loss.backward()
+    loss_ref.backward()
+    assert_grad(logp.grad, logp_ref.grad)
+    return loss, stats, logp.grad
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("agg", AGGS)
+@pytest.mark.parametrize("adv_level", ["seq", "token"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_grpo_loss(backend, agg, adv_level, dtype):
+    check_grpo(backend, grpo_batch(adv_level=adv_level), dtype, agg=agg)
+
+
+OPTION_CASES = {
+    "dual-clip": (dict(spread=1.5), dict(dual_clip=3.0)),
+    **{f"kl-{kind}": ({}, dict(use_ref=True, kl_coef=1e-3, kl_kind=kind))
+       for kind in ["k1", "k2", "k3", "abs"]},
+    "kl-stat-only": ({}, dict(use_ref=True)),
+    "custom-eps": (dict(spread=0.5), dict(eps_low=0.1, eps_high=0.4)),
+    "ratio-clamp": (dict(spread=25.0), {}),
+    "long-sequences": (dict(batch=2, length=1100, adv_level="token"), {}),
+    "combined": (dict(spread=1.5, adv_level="token", batch=3, length=33),
+                 dict(dual_clip=2.0, use_ref=True, kl_coef=0.1, kl_kind="k2", agg="token-mean")),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("batch_options, options", OPTION_CASES.values(), ids=OPTION_CASES.keys())
+def test_grpo_loss_options(backend, batch_options, options):
+    check_grpo(backend, grpo_batch(**batch_options), **options)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dual_clip_bounds_negative_advantage_loss(backend):
+    """With A < 0 and ratios far above c, each token's loss is capped at -A * c."""
+    data = grpo_batch(batch=2, length=5)
+    data["old_logp"] = data["logp"] - 3.0  # ratio e^3 > c = 3
+    data["advantages"] = -torch.rand(2, device=DEVICE) - 0.5
+    data["mask"][:] = True
+    loss, _, _ = check_grpo(backend, data, dual_clip=3.0, agg="token-mean")
+    assert loss.item() == pytest.approx(-3.0 * data["advantages"].mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("mask_dtype", [torch.bool, torch.float32, torch.int64])
+def test_grpo_loss_mask_dtypes(backend, mask_dtype):
+    """Response masks arrive as bool, float or integer tensors (verl uses integers)."""
+    data = grpo_batch()
+    data["mask"] = data["mask"].to(mask_dtype)
+    check_grpo(backend, data)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("agg", AGGS)
+def test_grpo_loss_fully_masked_batch(backend, agg):
+    """An all-padding micro-batch gives loss 0, stats 0 (verl's masked_mean) and a real zero gradient
+    (FSDP needs grads everywhere)."""
+    data = grpo_batch()
+    data["mask"][:] = False
+    loss, _, grad = check_grpo(backend, data, use_ref=True, kl_coef=1e-3, agg=agg)
+    assert loss.item() == 0.0
+    assert torch.all(grad == 0)
+
+
+def linear_batch(batch, length, hidden_size, vocab, dtype, with_bias):
+    """Kernel inputs and their float64 twins; old log-probs sit near the current ones."""
+    twins = dict(
+        hidden=twin(torch.randn(batch, length, hidden_size), dtype),
+        weight=twin(2 * torch.randn(vocab, hidden_size) / hidden_size**0.5, dtype),
+        bias=twin(0.5 * torch.randn(vocab), dtype) if with_bias else (None, None),
+    )
+    targets = torch.randint(0, vocab, (batch, length), device=DEVICE)
+    hidden_ref, weight_ref, bias_ref = (pair[1] for pair in twins.values())
+    current, _ = ref.token_logprobs(ref.linear_logits(hidden_ref, weight_ref, bias_ref), targets)
+    data = grpo_batch(batch, length)
+    data["old_logp"] = (current.detach() + 0.3 * torch.randn_like(current)).float()
+    data["ref_logp"] = (current.detach() + 0.5 * torch.randn_like(current)).float()
+    return twins, targets, data
+
+
+LINEAR_CASES = {
+    "defaults": ((3, 7, 40, 257), {}),
+    "all-options": ((2, 9, 64, 600), dict(temperature=0.7, agg="token-mean", dual_clip=3.0,
+                                         use_ref=True, kl_coef=1e-3, kl_kind="k3")),
+    "seq-sum": ((4, 5, 96, 300), dict(temperature=1.5, agg="seq-mean-token-sum")),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("with_bias", [False, True], ids=["no-bias", "bias"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes, options", LINEAR_CASES.values(), ids=LINEAR_CASES.keys())
+def test_linear_grpo_loss(backend, with_bias, dtype, sizes, options):
+    twins, targets, data = linear_batch(*sizes, dtype, with_bias)
+    options = dict(options)
+    if options.pop("use_ref", False):
+        options["ref_logp"] = data["ref_logp"]
+    args = data["old_logp"], data["advantages"], data["mask"]
+    kernel_in = {name: pair[0] for name, pair in twins.items()}
+    ref_in = {name: pair[1] for name, pair in twins.items()}
+    loss, stats = lk.linear_grpo_loss(
+        kernel_in["hidden"], kernel_in["weight"], targets, *args, bias=kernel_in["bias"],
+        return_entropy=True, backend=backend, **options,
+    )
+    loss_ref, stats_ref = ref.linear_grpo_loss(
+        ref_in["hidden"], ref_in["weight"], targets, *args, bias=ref_in["bias"], **options
+    )
+    assert_output(loss, loss_ref, dtype)
+    assert_stats(stats, stats_ref)
+    loss.backward()
+    loss_ref.backward()
+    for name, (kernel_leaf, ref_leaf) in twins.items():
+        if kernel_leaf is not None:
+            assert_grad(kernel_leaf.grad, ref_leaf.grad)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_linear_grpo_loss_matches_composition(backend):
+    """The fused loss equals grpo_loss(linear_token_logprobs(...)), value and gradients."""
+    twins, targets, data = linear_batch(3, 11, 48, 333, torch.float32, with_bias=True)
+    options = dict(temperature=0.7, ref_logp=data["ref_logp"], kl_coef=1e-3, dual_clip=3.0)
+    args = data["old_logp"], data["advantages"], data["mask"]
+    hidden, weight, bias = (pair[0] for pair in twins.values())
+    fused, fused_stats = lk.linear_grpo_loss(hidden, weight, targets, *args, bias=bias,
+                                             backend=backend, **options)
+    fused_grads = torch.autograd.grad(fused, (hidden, weight, bias))
+    temperature = options.pop("temperature")
+    logp = lk.linear_token_logprobs(hidden, weight, targets, bias=bias, temperature=temperature,
+                                    backend=backend)
+    composed, composed_stats = lk.grpo_loss(logp, *args, backend=backend, **options)
+    composed_grads = torch.autograd.grad(composed, (hidden, weight, bias))
+    torch.testing.assert_close(fused, composed, rtol=1e-5, atol=1e-6)
+    assert_stats(fused_stats, composed_stats)
+    for fused_grad, composed_grad in zip(fused_grads, composed_grads):
+        assert_grad(fused_grad, composed_grad.double())
