@@ -4,7 +4,7 @@ The loss is a scalar, and every token's d loss / d logp depends only on that tok
 aggregation weight), so the gradients w.r.t. hidden, weight and bias are computed in the *forward* call
 for an upstream gradient of 1; ``backward`` only scales them (in place) by the real upstream gradient.
 
-* PyTorch: one pass over token chunks; each chunk's fp32 logits are built once, give the log-probs,
+* PyTorch: one pass over token chunks; each chunk's fp32 logits are built once, their log_softmax gives the log-probs,
   the per-token loss gradient (autograd on the tiny per-token loss) and then dL/dlogits in place, which
   feeds ``d_hidden`` and ``d_weight``. The matmul work equals the naive fwd+bwd (6 N H V FLOPs).
 * Triton: the stats kernel (log-sum-exp, target logit, entropy), the fused GRPO kernel for the loss and
@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from . import _dispatch as D
-from ._vocab_math import chunk_grad_, chunk_stats
+from ._vocab_math import chunk_grad_, chunk_log_softmax
 from .grpo_loss import GRPOBatch, finish_stats, prepare_grpo, torch_sums, triton_sums
 from .linear_token_logprobs import (_weight_slices, chunk_backprop, chunk_logits, prepare_linear, triton_linear_grad,
                                     triton_linear_stats)
@@ -34,13 +34,13 @@ def _torch_forward(hidden, weight, bias, targets, batch: GRPOBatch, inv_t, want_
     sums = torch.zeros(6, dtype=torch.float32)
     ent = torch.empty(n, dtype=torch.float32) if want_entropy else None
     dh = torch.empty(hidden.shape, dtype=torch.float32) if want_grad else None
-    dw = torch.zeros(weight.shape, dtype=torch.float32) if want_grad else None
-    db = torch.zeros(weight.shape[0], dtype=torch.float32) if want_grad and bias is not None else None
+    dw = torch.empty(weight.shape, dtype=torch.float32) if want_grad else None
+    db = torch.empty(weight.shape[0], dtype=torch.float32) if want_grad and bias is not None else None
     step = D.chunk_rows(weight.shape[0])
     for i in range(0, n, step):
         sl = slice(i, i + step)
-        z = chunk_logits(hidden[sl], weight, bias, inv_t, slices)
-        lse, logp, e = chunk_stats(z, targets[sl], want_entropy)
+        ls, logp, e = chunk_log_softmax(chunk_logits(hidden[sl], weight, bias, inv_t, slices), targets[sl],
+                                        want_entropy)
         if want_entropy:
             ent[sl] = e
         with torch.enable_grad():
@@ -50,8 +50,8 @@ def _torch_forward(hidden, weight, bias, targets, batch: GRPOBatch, inv_t, want_
                 (g,) = torch.autograd.grad(part[0], logp)
         sums += part.detach()
         if want_grad:
-            dz = chunk_grad_(z, targets[sl], lse, None, g, None, inv_t)
-            dh[sl] = chunk_backprop(dz, hidden[sl], weight, dw, db, slices)
+            dz = chunk_grad_(ls, targets[sl], None, g, None, inv_t)
+            dh[sl] = chunk_backprop(dz, hidden[sl], weight, dw, db, slices, first=i == 0)
     return sums, ent, (dh, dw, db) if want_grad else None
 
 

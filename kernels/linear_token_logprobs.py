@@ -21,13 +21,13 @@ import triton
 import triton.language as tl
 
 from . import _dispatch as D
-from ._vocab_math import chunk_grad_, chunk_stats, combine, finish_stats, merge_partials, merge_stats, softmax_grad
+from ._vocab_math import chunk_grad_, chunk_log_softmax, combine, finish_stats, merge_partials, merge_stats, softmax_grad
 
 # Tile configurations by input dtype and kernel. `python -m libra_kernels.aot` compiles each for sm_80 and
 # sm_90 and fails on register spills: these are the largest tiles found spill-free there (fp32 uses IEEE
 # FMA dots, which need far more registers than bf16 tensor-core dots).
 CONFIGS = {
-    "fp32": {"stats": dict(BLOCK_N=64, BLOCK_V=32, BLOCK_K=32, num_warps=4, num_stages=2),
+    "fp32": {"stats": dict(BLOCK_N=64, BLOCK_V=64, BLOCK_K=32, num_warps=8, num_stages=2),
              "grad": dict(BLOCK_N=32, BLOCK_V=32, BLOCK_K=32, num_warps=4, num_stages=2)},
     "bf16": {"stats": dict(BLOCK_N=128, BLOCK_V=64, BLOCK_K=32, num_warps=8, num_stages=3),
              "grad": dict(BLOCK_N=64, BLOCK_V=128, BLOCK_K=32, num_warps=8, num_stages=3)},
@@ -226,16 +226,20 @@ def chunk_logits(h_c, weight, bias, inv_t, slices) -> torch.Tensor:
     return z.mul_(inv_t)
 
 
-def chunk_backprop(dz, h_c, weight, d_weight, d_bias, slices) -> torch.Tensor:
-    """d_hidden of the chunk; accumulates into the fp32 ``d_weight`` / ``d_bias``."""
+def chunk_backprop(dz, h_c, weight, d_weight, d_bias, slices, first: bool) -> torch.Tensor:
+    """d_hidden of the chunk; writes (``first``) or accumulates into the fp32 ``d_weight`` / ``d_bias``.
+
+    Writing on the first chunk spares zero-filling and re-reading the [V, H] buffer once.
+    """
     hf = h_c.float()
-    dh = hf.new_zeros(hf.shape)
-    for lo, hi in slices:
+    dh = hf.new_empty(hf.shape)
+    for j, (lo, hi) in enumerate(slices):
         part = dz[:, lo:hi]
-        dh.addmm_(part, weight[lo:hi].float())
-        d_weight[lo:hi].addmm_(part.t(), hf)
+        w = weight[lo:hi].float()
+        torch.mm(part, w, out=dh) if j == 0 else dh.addmm_(part, w)
+        torch.mm(part.t(), hf, out=d_weight[lo:hi]) if first else d_weight[lo:hi].addmm_(part.t(), hf)
     if d_bias is not None:
-        d_bias += dz.sum(0)
+        torch.sum(dz, 0, out=d_bias) if first else d_bias.add_(dz.sum(0))
     return dh
 
 
@@ -245,34 +249,33 @@ class _TorchLinearTokenLogprobs(torch.autograd.Function):
         n = hidden.shape[0]
         slices = _weight_slices(weight)
         logp = hidden.new_empty(n, dtype=torch.float32)
-        lse = torch.empty_like(logp)
         ent = torch.empty_like(logp) if with_entropy else None
         step = D.chunk_rows(weight.shape[0])
         for i in range(0, n, step):
             z = chunk_logits(hidden[i:i + step], weight, bias, inv_t, slices)
-            lse[i:i + step], logp[i:i + step], e = chunk_stats(z, targets[i:i + step], with_entropy)
+            _, logp[i:i + step], e = chunk_log_softmax(z, targets[i:i + step], with_entropy)
             if with_entropy:
                 ent[i:i + step] = e
-        ctx.save_for_backward(hidden, weight, bias, targets, lse, ent)
+        ctx.save_for_backward(hidden, weight, bias, targets, ent)
         ctx.inv_t = inv_t
         return logp, ent
 
     @staticmethod
     def backward(ctx, g, gh):
-        hidden, weight, bias, targets, lse, ent = ctx.saved_tensors
+        hidden, weight, bias, targets, ent = ctx.saved_tensors
         slices = _weight_slices(weight)
         n = hidden.shape[0]
-        g = torch.zeros_like(lse) if g is None else g.float()
+        g = torch.zeros(n, dtype=torch.float32) if g is None else g.float()
         dh = torch.empty(hidden.shape, dtype=torch.float32)
-        dw = torch.zeros(weight.shape, dtype=torch.float32)
-        db = torch.zeros(weight.shape[0], dtype=torch.float32) if bias is not None else None
+        dw = torch.empty(weight.shape, dtype=torch.float32)
+        db = torch.empty(weight.shape[0], dtype=torch.float32) if bias is not None else None
         step = D.chunk_rows(weight.shape[0])
         for i in range(0, n, step):
             sl = slice(i, i + step)
-            z = chunk_logits(hidden[sl], weight, bias, ctx.inv_t, slices)
-            dz = chunk_grad_(z, targets[sl], lse[sl], None if ent is None else ent[sl], g[sl],
+            ls = torch.log_softmax(chunk_logits(hidden[sl], weight, bias, ctx.inv_t, slices), dim=-1)
+            dz = chunk_grad_(ls, targets[sl], None if ent is None else ent[sl], g[sl],
                              None if gh is None else gh[sl].float(), ctx.inv_t)
-            dh[sl] = chunk_backprop(dz, hidden[sl], weight, dw, db, slices)
+            dh[sl] = chunk_backprop(dz, hidden[sl], weight, dw, db, slices, first=i == 0)
         return dh.to(hidden.dtype), dw.to(weight.dtype), None if db is None else db.to(bias.dtype), None, None, None
 
 

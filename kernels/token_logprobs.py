@@ -14,7 +14,7 @@ import triton
 import triton.language as tl
 
 from . import _dispatch as D
-from ._vocab_math import chunk_grad_, chunk_stats, combine, element_stats, finish_stats, merge_stats, softmax_grad
+from ._vocab_math import chunk_grad_, chunk_log_softmax, combine, element_stats, finish_stats, merge_stats, softmax_grad
 
 BLOCK_V = 4096  # vocabulary tile per loop iteration (elements); 16 KiB of fp32 per row tile
 NUM_WARPS = 8
@@ -103,36 +103,37 @@ class _TritonTokenLogprobs(torch.autograd.Function):
 
 
 class _TorchTokenLogprobs(torch.autograd.Function):
-    """Chunked over rows: saves the input plus (lse, entropy) and recomputes softmax per chunk."""
+    """Chunked over rows: saves the input (plus the entropy) and recomputes log_softmax per chunk."""
 
     @staticmethod
     def forward(ctx, logits, targets, inv_t, with_entropy):
         n, v = logits.shape
         logp = logits.new_empty(n, dtype=torch.float32)
-        lse = torch.empty_like(logp)
         ent = torch.empty_like(logp) if with_entropy else None
         step = D.chunk_rows(v)
         for i in range(0, n, step):
             z = logits[i:i + step].to(torch.float32, copy=True).mul_(inv_t)
-            lse[i:i + step], logp[i:i + step], e = chunk_stats(z, targets[i:i + step], with_entropy)
+            _, logp[i:i + step], e = chunk_log_softmax(z, targets[i:i + step], with_entropy)
             if with_entropy:
                 ent[i:i + step] = e
-        ctx.save_for_backward(logits, targets, lse, ent)
+        ctx.save_for_backward(logits, targets, ent)
         ctx.inv_t = inv_t
         return logp, ent
 
     @staticmethod
     def backward(ctx, g, h):
-        logits, targets, lse, ent = ctx.saved_tensors
+        logits, targets, ent = ctx.saved_tensors
         n, v = logits.shape
         grad = torch.empty_like(logits)
-        g = torch.zeros_like(lse) if g is None else g.float()
+        g = torch.zeros(n, dtype=torch.float32) if g is None else g.float()
         step = D.chunk_rows(v)
         for i in range(0, n, step):
-            z = logits[i:i + step].to(torch.float32, copy=True).mul_(ctx.inv_t)
-            hc = None if h is None else h[i:i + step].float()
-            ec = None if ent is None else ent[i:i + step]
-            grad[i:i + step] = chunk_grad_(z, targets[i:i + step], lse[i:i + step], ec, g[i:i + step], hc, ctx.inv_t)
+            sl = slice(i, i + step)
+            z = logits[sl].to(torch.float32, copy=True).mul_(ctx.inv_t)
+            ls = torch.log_softmax(z, dim=-1)
+            del z
+            grad[sl] = chunk_grad_(ls, targets[sl], None if ent is None else ent[sl], g[sl],
+                                   None if h is None else h[sl].float(), ctx.inv_t)
         return grad, None, None, None
 
 

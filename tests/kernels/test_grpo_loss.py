@@ -104,19 +104,19 @@ def test_grpo_loss_fully_masked_batch(backend, agg):
     assert torch.all(grad == 0)
 
 
-def linear_batch(batch, length, hidden_size, vocab, dtype, with_bias):
-    """Kernel inputs and their float64 twins; old log-probs sit near the current ones."""
-    twins = dict(
-        hidden=twin(torch.randn(batch, length, hidden_size), dtype),
-        weight=twin(2 * torch.randn(vocab, hidden_size) / hidden_size**0.5, dtype),
-        bias=twin(0.5 * torch.randn(vocab), dtype) if with_bias else (None, None),
+def linear_batch(batch, length, hidden_size, vocab, dtype, with_bias, temperature=1.0):
+    """(kernel input, float64 twin) pairs for hidden, weight, bias; old log-probs near the current ones."""
+    twins = (
+        twin(torch.randn(batch, length, hidden_size), dtype),
+        twin(2 * torch.randn(vocab, hidden_size) / hidden_size**0.5, dtype),
+        twin(0.5 * torch.randn(vocab), dtype) if with_bias else (None, None),
     )
     targets = torch.randint(0, vocab, (batch, length), device=DEVICE)
-    hidden_ref, weight_ref, bias_ref = (pair[1] for pair in twins.values())
-    current, _ = ref.token_logprobs(ref.linear_logits(hidden_ref, weight_ref, bias_ref), targets)
+    current, _ = ref.token_logprobs(ref.linear_logits(*(pair[1] for pair in twins)), targets, temperature)
+    current = current.detach().float()
     data = grpo_batch(batch, length)
-    data["old_logp"] = (current.detach() + 0.3 * torch.randn_like(current)).float()
-    data["ref_logp"] = (current.detach() + 0.5 * torch.randn_like(current)).float()
+    data["old_logp"] = current + 0.3 * torch.randn_like(current)
+    data["ref_logp"] = current + 0.5 * torch.randn_like(current)
     return twins, targets, data
 
 
@@ -124,7 +124,7 @@ LINEAR_CASES = {
     "defaults": ((3, 7, 40, 257), {}),
     "all-options": ((2, 9, 64, 600), dict(temperature=0.7, agg="token-mean", dual_clip=3.0,
                                          use_ref=True, kl_coef=1e-3, kl_kind="k3")),
-    "seq-sum": ((4, 5, 96, 300), dict(temperature=1.5, agg="seq-mean-token-sum")),
+    "seq-sum": ((4, 40, 96, 300), dict(temperature=1.5, agg="seq-mean-token-sum")),
 }
 
 
@@ -133,43 +133,38 @@ LINEAR_CASES = {
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("sizes, options", LINEAR_CASES.values(), ids=LINEAR_CASES.keys())
 def test_linear_grpo_loss(backend, with_bias, dtype, sizes, options):
-    twins, targets, data = linear_batch(*sizes, dtype, with_bias)
     options = dict(options)
+    twins, targets, data = linear_batch(*sizes, dtype, with_bias, options.get("temperature", 1.0))
     if options.pop("use_ref", False):
         options["ref_logp"] = data["ref_logp"]
-    args = data["old_logp"], data["advantages"], data["mask"]
-    kernel_in = {name: pair[0] for name, pair in twins.items()}
-    ref_in = {name: pair[1] for name, pair in twins.items()}
-    loss, stats = lk.linear_grpo_loss(
-        kernel_in["hidden"], kernel_in["weight"], targets, *args, bias=kernel_in["bias"],
-        return_entropy=True, backend=backend, **options,
-    )
-    loss_ref, stats_ref = ref.linear_grpo_loss(
-        ref_in["hidden"], ref_in["weight"], targets, *args, bias=ref_in["bias"], **options
-    )
+    (hidden, hidden_ref), (weight, weight_ref), (bias, bias_ref) = twins
+    args = targets, data["old_logp"], data["advantages"], data["mask"]
+    loss, stats = lk.linear_grpo_loss(hidden, weight, *args, bias=bias, return_entropy=True,
+                                      backend=backend, **options)
+    loss_ref, stats_ref = ref.linear_grpo_loss(hidden_ref, weight_ref, *args, bias=bias_ref, **options)
     assert_output(loss, loss_ref, dtype)
     assert_stats(stats, stats_ref)
     loss.backward()
     loss_ref.backward()
-    for name, (kernel_leaf, ref_leaf) in twins.items():
+    for kernel_leaf, ref_leaf in twins:
         if kernel_leaf is not None:
             assert_grad(kernel_leaf.grad, ref_leaf.grad)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_linear_grpo_loss_matches_composition(backend):
-    """The fused loss equals grpo_loss(linear_token_logprobs(...)), value and gradients."""
-    twins, targets, data = linear_batch(3, 11, 48, 333, torch.float32, with_bias=True)
-    options = dict(temperature=0.7, ref_logp=data["ref_logp"], kl_coef=1e-3, dual_clip=3.0)
+    """The fused loss equals grpo_loss(linear_token_logprobs(...)), value, stats and gradients."""
+    temperature = 0.7
+    twins, targets, data = linear_batch(3, 11, 48, 333, torch.float32, True, temperature)
+    hidden, weight, bias = (pair[0] for pair in twins)
     args = data["old_logp"], data["advantages"], data["mask"]
-    hidden, weight, bias = (pair[0] for pair in twins.values())
+    options = dict(ref_logp=data["ref_logp"], kl_coef=1e-3, dual_clip=3.0, backend=backend)
     fused, fused_stats = lk.linear_grpo_loss(hidden, weight, targets, *args, bias=bias,
-                                             backend=backend, **options)
+                                             temperature=temperature, **options)
     fused_grads = torch.autograd.grad(fused, (hidden, weight, bias))
-    temperature = options.pop("temperature")
     logp = lk.linear_token_logprobs(hidden, weight, targets, bias=bias, temperature=temperature,
                                     backend=backend)
-    composed, composed_stats = lk.grpo_loss(logp, *args, backend=backend, **options)
+    composed, composed_stats = lk.grpo_loss(logp, *args, **options)
     composed_grads = torch.autograd.grad(composed, (hidden, weight, bias))
     torch.testing.assert_close(fused, composed, rtol=1e-5, atol=1e-6)
     assert_stats(fused_stats, composed_stats)

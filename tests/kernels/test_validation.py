@@ -12,8 +12,8 @@ def rand(*shape, dtype=torch.float32):
     return torch.randn(*shape, device=DEVICE, dtype=dtype)
 
 
-def ids(*shape, high=V):
-    return torch.randint(0, high, shape, device=DEVICE)
+def ids(*shape):
+    return torch.randint(0, V, shape, device=DEVICE)
 
 
 def out_of_range(value):
@@ -35,14 +35,13 @@ def linear_grpo_args(**overrides):
 
 
 def call_linear_grpo(args, backend, **options):
-    return lk.linear_grpo_loss(args.pop("hidden"), args.pop("weight"), args.pop("targets"),
-                               args.pop("old_logp"), args.pop("advantages"), args.pop("mask"),
-                               backend=backend, **args, **options)
+    positional = [args.pop(k) for k in ("hidden", "weight", "targets", "old_logp", "advantages", "mask")]
+    return lk.linear_grpo_loss(*positional, backend=backend, **args, **options)
 
 
 def call_grpo(args, backend, **options):
-    return lk.grpo_loss(args.pop("logp"), args.pop("old_logp"), args.pop("advantages"),
-                        args.pop("mask"), backend=backend, **args, **options)
+    positional = [args.pop(k) for k in ("logp", "old_logp", "advantages", "mask")]
+    return lk.grpo_loss(*positional, backend=backend, **args, **options)
 
 
 # name -> (call taking the backend, regex the message must match)
