@@ -20,12 +20,13 @@ def triton_interpreting() -> bool:
 
 
 def resolve_backend(backend: str | None, device: torch.device) -> str:
+    source = "backend"
     if backend is None or backend == "auto":
-        backend = os.environ.get("LIBRA_KERNELS_BACKEND") or "auto"
+        backend, source = os.environ.get("LIBRA_KERNELS_BACKEND") or "auto", "LIBRA_KERNELS_BACKEND"
         if backend == "auto":
             return "triton" if device.type == "cuda" else "torch"
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of None, 'auto', 'torch', 'triton'; got {backend!r}")
+        raise ValueError(f"{source} must be one of None, 'auto', 'torch', 'triton'; got {backend!r}")
     if backend == "triton" and device.type != "cuda" and not triton_interpreting():
         raise ValueError(
             f"backend='triton' needs CUDA tensors (got {device.type}); set TRITON_INTERPRET=1 before "

@@ -27,10 +27,9 @@ def _torch_forward(hidden, weight, bias, targets, batch: GRPOBatch, inv_t, want_
     """(sums, entropy | None, grads | None) in one pass over token chunks."""
     n = hidden.shape[0]
     slices = _weight_slices(weight)
-    flat = lambda t: None if t is None else t.reshape(-1)  # noqa: E731
-    old, mask, w = flat(batch.old), flat(batch.mask), flat(batch.weights)
-    adv = flat(batch.adv if batch.adv.dim() == 2 else batch.adv[:, None].expand_as(batch.old))
-    ref = None if batch.ref is None else flat(batch.ref).float()
+    old, mask, w = (t.reshape(-1) for t in (batch.old, batch.mask, batch.weights))
+    adv = (batch.adv if batch.adv.dim() == 2 else batch.adv[:, None].expand_as(batch.old)).reshape(-1)
+    ref = None if batch.ref is None else batch.ref.reshape(-1).float()
     sums = torch.zeros(6, dtype=torch.float32)
     ent = torch.empty(n, dtype=torch.float32) if want_entropy else None
     dh = torch.empty(hidden.shape, dtype=torch.float32) if want_grad else None

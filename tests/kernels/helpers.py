@@ -26,10 +26,11 @@ def assert_output(actual, expected, input_dtype=torch.float32):
 
 
 def assert_grad(actual, expected):
-    """Gradients come back in the input dtype; bf16 keeps ~3 digits, so its atol scales with the gradient."""
+    """Gradients come back in the input dtype; atol scales with the gradient's size (bf16 keeps ~3 digits),
+    floored at a few roundings of O(1) fp32 intermediates such as exp(x) - 1 (~1e-7 each)."""
     assert actual is not None, "no gradient reached the input"
     tol = 2e-2 if actual.dtype == torch.bfloat16 else 1e-5
-    atol = tol * max(expected.abs().max().item(), 1e-3)
+    atol = tol * max(expected.abs().max().item(), 0.1)
     torch.testing.assert_close(actual.double(), expected, rtol=tol, atol=atol)
 
 
