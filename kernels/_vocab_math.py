@@ -24,13 +24,22 @@ import triton.language as tl
 # ----------------------------------------------------------------------------- PyTorch, one chunk
 
 
+def log_softmax_(z: torch.Tensor) -> torch.Tensor:
+    """``log_softmax(z, -1)`` written over ``z`` (aten's out= variant): one fused pass, no second buffer.
+
+    Aliasing is safe because the kernel reduces each row (max, sum of exp) before writing any of it, and
+    then writes element j from element j only; tests/kernels/test_vocab_math.py checks it at V = 151936.
+    """
+    return torch._log_softmax(z, -1, False, out=z)
+
+
 def chunk_log_softmax(z: torch.Tensor, targets: torch.Tensor, with_entropy: bool):
-    """(log_softmax(z), logp, entropy | None) of every row of the fp32 chunk ``z``.
+    """(log_softmax(z), logp, entropy | None) of every row of the fp32 chunk ``z``, overwriting ``z``.
 
     ``log_softmax`` is one fused pass on CPU (``logsumexp`` is several and ~4x slower), and its output is
     all the backward needs: ``softmax = exp(log_softmax)`` is built in place from it.
     """
-    ls = torch.log_softmax(z, dim=-1)
+    ls = log_softmax_(z)
     logp = ls.gather(-1, targets[:, None]).squeeze(-1)
     if not with_entropy:
         return ls, logp, None
@@ -62,7 +71,8 @@ def combine(m1, s1, t1, m2, s2, t2):
     a1 = tl.exp(m1 - shift)
     a2 = tl.exp(m2 - shift)
     # s > 0 implies the matching m is finite, so (m_i - shift) * s_i is only used where it is defined.
-    t = a1 * t1 + a2 * t2 + tl.where(s1 > 0, a1 * (m1 - shift) * s1, 0.0) + tl.where(s2 > 0, a2 * (m2 - shift) * s2, 0.0)
+    t = a1 * t1 + a2 * t2
+    t += tl.where(s1 > 0, a1 * (m1 - shift) * s1, 0.0) + tl.where(s2 > 0, a2 * (m2 - shift) * s2, 0.0)
     return m, a1 * s1 + a2 * s2, t
 
 

@@ -58,7 +58,8 @@ def token_weights(mask: torch.Tensor, agg: str) -> torch.Tensor:
     else:
         live = count > 0
         n_seqs = live.sum().clamp_min(1).float()
-        per = count.clamp_min(torch.finfo(torch.float32).tiny) if agg == "seq-mean-token-mean" else torch.ones_like(count)
+        tiny = torch.finfo(torch.float32).tiny
+        per = count.clamp_min(tiny) if agg == "seq-mean-token-mean" else torch.ones_like(count)
         coef = torch.where(live, 1.0 / (per * n_seqs), 0.0)
     return mask * coef[:, None]
 

@@ -19,8 +19,14 @@ import torch
 from . import _dispatch as D
 from ._vocab_math import chunk_grad_, chunk_log_softmax
 from .grpo_loss import GRPOBatch, finish_stats, prepare_grpo, torch_sums, triton_sums
-from .linear_token_logprobs import (_weight_slices, chunk_backprop, chunk_logits, prepare_linear, triton_linear_grad,
-                                    triton_linear_stats)
+from .linear_token_logprobs import (
+    _weight_slices,
+    chunk_backprop,
+    chunk_logits,
+    prepare_linear,
+    triton_linear_grad,
+    triton_linear_stats,
+)
 
 
 def _torch_forward(hidden, weight, bias, targets, batch: GRPOBatch, inv_t, want_entropy, want_grad):

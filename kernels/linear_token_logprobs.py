@@ -21,7 +21,15 @@ import triton
 import triton.language as tl
 
 from . import _dispatch as D
-from ._vocab_math import chunk_grad_, chunk_log_softmax, combine, finish_stats, merge_partials, merge_stats, softmax_grad
+from ._vocab_math import (
+    chunk_grad_,
+    chunk_log_softmax,
+    combine,
+    log_softmax_,
+    merge_partials,
+    merge_stats,
+    softmax_grad,
+)
 
 # Tile configurations by input dtype and kernel. `python -m libra_kernels.aot` compiles each for sm_80 and
 # sm_90 and fails on register spills: these are the largest tiles found spill-free there (fp32 uses IEEE
@@ -61,6 +69,12 @@ def _dot(a, b, acc, PRECISION: tl.constexpr):
 
 
 @triton.jit
+def _load_rows(ptr, idx, idx_ok, ks, k_ok, stride):
+    """The [len(idx), len(ks)] tile ptr[idx, ks] of a row-major matrix, 0 outside it."""
+    return tl.load(ptr + idx[:, None] * stride + ks[None, :], mask=idx_ok[:, None] & k_ok[None, :], other=0.0)
+
+
+@triton.jit
 def _logits_tile(h_ptr, w_ptr, b_ptr, rows, cols, row_ok, col_ok, H, stride_h, stride_w, inv_t,
                  HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_K: tl.constexpr,
                  PRECISION: tl.constexpr):
@@ -70,8 +84,8 @@ def _logits_tile(h_ptr, w_ptr, b_ptr, rows, cols, row_ok, col_ok, H, stride_h, s
     for k0 in range(0, H, BLOCK_K):
         ks = k0 + ks0
         k_ok = ks < H
-        a = tl.load(h_ptr + rows[:, None] * stride_h + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
-        b = tl.load(w_ptr + cols[:, None] * stride_w + ks[None, :], mask=col_ok[:, None] & k_ok[None, :], other=0.0)
+        a = _load_rows(h_ptr, rows, row_ok, ks, k_ok, stride_h)
+        b = _load_rows(w_ptr, cols, col_ok, ks, k_ok, stride_w)
         acc = _dot(a, tl.trans(b), acc, PRECISION)
     if HAS_BIAS:
         acc += tl.load(b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
@@ -147,8 +161,8 @@ def _linear_grad_kernel(
         for k0 in range(0, H, BLOCK_K):
             ks = k0 + ks0
             k_ok = ks < H
-            w = tl.load(w_ptr + cols64[:, None] * stride_w + ks[None, :], mask=col_ok[:, None] & k_ok[None, :], other=0.0)
-            h = tl.load(h_ptr + rows64[:, None] * stride_h + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+            w = _load_rows(w_ptr, cols64, col_ok, ks, k_ok, stride_w)
+            h = _load_rows(h_ptr, rows64, row_ok, ks, k_ok, stride_h)
             dh = _dot(dz_in, w, None, PRECISION)
             tl.atomic_add(dh_ptr + rows64[:, None] * H + ks[None, :], dh, mask=row_ok[:, None] & k_ok[None, :])
             dw = _dot(tl.trans(dz_in), h, None, PRECISION)
@@ -223,7 +237,7 @@ def chunk_logits(h_c, weight, bias, inv_t, slices) -> torch.Tensor:
         torch.mm(hf, weight[lo:hi].float().t(), out=z[:, lo:hi])
     if bias is not None:
         z += bias.float()
-    return z.mul_(inv_t)
+    return z.mul_(inv_t) if inv_t != 1.0 else z
 
 
 def chunk_backprop(dz, h_c, weight, d_weight, d_bias, slices, first: bool) -> torch.Tensor:
@@ -272,7 +286,7 @@ class _TorchLinearTokenLogprobs(torch.autograd.Function):
         step = D.chunk_rows(weight.shape[0])
         for i in range(0, n, step):
             sl = slice(i, i + step)
-            ls = torch.log_softmax(chunk_logits(hidden[sl], weight, bias, ctx.inv_t, slices), dim=-1)
+            ls = log_softmax_(chunk_logits(hidden[sl], weight, bias, ctx.inv_t, slices))
             dz = chunk_grad_(ls, targets[sl], None if ent is None else ent[sl], g[sl],
                              None if gh is None else gh[sl].float(), ctx.inv_t)
             dh[sl] = chunk_backprop(dz, hidden[sl], weight, dw, db, slices, first=i == 0)

@@ -14,7 +14,16 @@ import triton
 import triton.language as tl
 
 from . import _dispatch as D
-from ._vocab_math import chunk_grad_, chunk_log_softmax, combine, element_stats, finish_stats, merge_stats, softmax_grad
+from ._vocab_math import (
+    chunk_grad_,
+    chunk_log_softmax,
+    combine,
+    element_stats,
+    finish_stats,
+    log_softmax_,
+    merge_stats,
+    softmax_grad,
+)
 
 BLOCK_V = 4096  # vocabulary tile per loop iteration (elements); 16 KiB of fp32 per row tile
 NUM_WARPS = 8
@@ -130,8 +139,7 @@ class _TorchTokenLogprobs(torch.autograd.Function):
         for i in range(0, n, step):
             sl = slice(i, i + step)
             z = logits[sl].to(torch.float32, copy=True).mul_(ctx.inv_t)
-            ls = torch.log_softmax(z, dim=-1)
-            del z
+            ls = log_softmax_(z)
             grad[sl] = chunk_grad_(ls, targets[sl], None if ent is None else ent[sl], g[sl],
                                    None if h is None else h[sl].float(), ctx.inv_t)
         return grad, None, None, None

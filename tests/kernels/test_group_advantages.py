@@ -1,10 +1,10 @@
 """group_advantages against verl's GRPO outcome-advantage convention."""
 import pytest
+import reference as ref
 import torch
+from helpers import DEVICE, assert_output
 
 import libra_kernels as lk
-import reference as ref
-from helpers import DEVICE, assert_output
 
 
 @pytest.mark.parametrize("group_size", [1, 3, 4, 12])

@@ -1,10 +1,10 @@
 """grpo_loss and linear_grpo_loss: loss, stats and gradients against the float64 reference."""
 import pytest
+import reference as ref
 import torch
+from helpers import BACKENDS, DEVICE, DTYPES, assert_grad, assert_output, assert_stats, twin
 
 import libra_kernels as lk
-import reference as ref
-from helpers import BACKENDS, DEVICE, DTYPES, assert_grad, assert_output, assert_stats, twin
 
 AGGS = ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"]
 FLOAT_INPUTS = ("logp", "old_logp", "advantages", "ref_logp")

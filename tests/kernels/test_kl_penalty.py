@@ -1,10 +1,10 @@
 """kl_penalty against the float64 reference for every kind, including the k3 clamps."""
 import pytest
+import reference as ref
 import torch
+from helpers import BACKENDS, DEVICE, DTYPES, assert_grad, assert_output, backprop, twin
 
 import libra_kernels as lk
-import reference as ref
-from helpers import BACKENDS, DEVICE, DTYPES, assert_grad, assert_output, backprop, twin
 
 KINDS = ["k1", "k2", "k3", "abs"]
 

@@ -5,13 +5,13 @@ subgradient is a convention rather than a property.
 """
 import math
 
+import reference as ref
 import torch
+from helpers import DEVICE, assert_grad, assert_output, assert_stats, backprop, twin
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import libra_kernels as lk
-import reference as ref
-from helpers import DEVICE, assert_grad, assert_output, assert_stats, backprop, twin
 
 SETTINGS = settings(max_examples=25, deadline=None)
 

@@ -2,11 +2,11 @@
 import math
 
 import pytest
+import reference as ref
 import torch
+from helpers import BACKENDS, DEVICE, DTYPES, assert_grad, assert_output, backprop, twin
 
 import libra_kernels as lk
-import reference as ref
-from helpers import BACKENDS, DEVICE, DTYPES, assert_grad, assert_output, backprop, twin
 
 # (leading dims, vocabulary, temperature): odd sizes so no kernel gets a power-of-two gift, and a
 # vocabulary of 9000 that spans several of any kernel's vocabulary tiles.

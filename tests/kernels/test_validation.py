@@ -1,9 +1,9 @@
 """Bad inputs fail early with a ValueError naming the argument; backend selection rules."""
 import pytest
 import torch
+from helpers import BACKENDS, DEVICE
 
 import libra_kernels as lk
-from helpers import BACKENDS, DEVICE
 
 N, V, H, B, T = 4, 11, 8, 2, 3
 
