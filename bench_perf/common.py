@@ -6,7 +6,9 @@ Conventions every suite follows:
   by one competitor's allocator can never be handed to the next one and hide its peak;
 * CPU times are wall-clock over ``reps`` calls after ``warmup`` calls; CUDA times come from
   ``triton.testing.do_bench`` (CUDA events, L2 flushed between calls);
-* peak memory is *growth*: the highest usage during one call minus the usage just before it.
+* peak memory is *growth*: the highest usage during one call minus the usage just before it;
+* each worker result carries ``others_busy_cores``, the CPU load of everything else on the machine while
+  it ran, because a shared CPU machine can inflate times several-fold without any other sign.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import os
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -98,17 +101,7 @@ def device_description(device: torch.device) -> dict[str, Any]:
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "load_avg_1_5_15min": [round(v, 2) for v in os.getloadavg()],
     }
-
-
-def warn_if_busy(info: dict[str, Any], threshold: float = 0.5) -> None:
-    """Say so on stderr when other work is loading the CPU as a run starts: CPU times would be inflated
-    (the load average is also in the JSON, so a noisy result can be recognised later)."""
-    load = info.get("load_avg_1_5_15min")
-    if load and load[0] > threshold:
-        print(f"warning: 1-min load average is {load[0]} before starting; CPU timings will be noisy",
-              file=sys.stderr)
 
 
 def device_slug(device: torch.device) -> str:
@@ -252,6 +245,23 @@ def peak_growth_mb(fn: Callable[[], Any], device: torch.device) -> dict[str, Any
 # ----------------------------------------------------------------------------- worker processes
 
 
+def _cpu_snapshot() -> tuple[float, float, float]:
+    """(wall s, CPU s busy machine-wide incl. hypervisor steal, CPU s used by this process and its children)."""
+    import psutil
+
+    t = psutil.cpu_times()
+    busy = t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
+    own = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.monotonic(), busy, own.ru_utime + own.ru_stime + time.process_time()
+
+
+def _others_busy_cores(before: tuple[float, float, float], after: tuple[float, float, float]) -> float:
+    """Average number of cores kept busy by anything but us between two snapshots: on a shared machine
+    this says how far CPU times were inflated (e.g. 1.0 of 2 cores roughly doubles them)."""
+    wall, busy, own = (a - b for a, b in zip(after, before))
+    return max(0.0, busy - own) / wall if wall > 0 else 0.0
+
+
 def run_worker(module: str, spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     """Run ``python -m <module> --worker SPEC`` in a fresh process and return the dict it wrote.
 
@@ -263,14 +273,17 @@ def run_worker(module: str, spec: dict[str, Any], timeout_s: float) -> dict[str,
         result_path = Path(tmp) / "result.json"
         spec_path.write_text(json.dumps({**spec, "result_path": str(result_path)}))
         cmd = [sys.executable, "-m", module, "--worker", str(spec_path)]
+        before = _cpu_snapshot()
         try:
             proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
             return {"status": "failed", "reason": f"worker timed out after {timeout_s:.0f} s"}
         if result_path.exists():
-            return json.loads(result_path.read_text())
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        return {"status": "failed", "reason": f"worker exited with {proc.returncode}: " + " | ".join(tail)}
+            result = json.loads(result_path.read_text())
+        else:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+            result = {"status": "failed", "reason": f"worker exited with {proc.returncode}: " + " | ".join(tail)}
+        return {**result, "others_busy_cores": round(_others_busy_cores(before, _cpu_snapshot()), 3)}
 
 
 def worker_main(spec_path: str, handler: Callable[[dict[str, Any]], dict[str, Any]]) -> None:

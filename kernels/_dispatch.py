@@ -76,12 +76,13 @@ def check_temperature(temperature: float) -> None:
         raise ValueError(f"temperature must be > 0, got {temperature}")
 
 
-def chunk_rows(vocab: int, budget_mb: float | None = None) -> int:
-    """Rows per chunk so that one fp32 [rows, vocab] buffer stays within the budget.
+def row_chunks(rows: int, vocab: int):
+    """Slices of ``rows`` such that one fp32 [rows, vocab] buffer stays within the budget.
 
     The budget (MiB, ``LIBRA_KERNELS_CHUNK_MB``, default 64) bounds the working set of the PyTorch
-    backend: it never holds more than a few such buffers, whatever the number of tokens.
+    backends: each processes one chunk at a time in a function of its own, so exactly one such buffer is
+    alive at any moment, whatever the number of tokens.
     """
-    if budget_mb is None:
-        budget_mb = float(os.environ.get("LIBRA_KERNELS_CHUNK_MB", "64"))
-    return max(1, int(budget_mb * 2**20) // (4 * max(vocab, 1)))
+    budget_mb = float(os.environ.get("LIBRA_KERNELS_CHUNK_MB", "64"))
+    step = max(1, int(budget_mb * 2**20) // (4 * max(vocab, 1)))
+    return [slice(i, min(rows, i + step)) for i in range(0, rows, step)]

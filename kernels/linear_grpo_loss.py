@@ -29,34 +29,45 @@ from .linear_token_logprobs import (
 )
 
 
+def _torch_chunk(h_c, weight, bias, targets, tokens: dict, cfg, inv_t, slices, want_entropy, grads, first):
+    """Sums, entropy and d_hidden of one token chunk; its fp32 [rows, V] buffer lives only in here.
+
+    ``tokens`` holds the chunk's flat old/adv/mask/weights/ref; ``grads`` the (d_weight, d_bias) to
+    accumulate into, or None when no gradient is wanted.
+    """
+    ls, logp, ent = chunk_log_softmax(chunk_logits(h_c, weight, bias, inv_t, slices), targets, want_entropy)
+    with torch.enable_grad():
+        logp.requires_grad_(grads is not None)
+        part = torch_sums(logp, tokens["old"], tokens["adv"], tokens["mask"], tokens["weights"], tokens["ref"], cfg)
+        if grads is None:
+            return part.detach(), ent, None
+        (g,) = torch.autograd.grad(part[0], logp)
+    dz = chunk_grad_(ls, targets, None, g, None, inv_t)
+    return part.detach(), ent, chunk_backprop(dz, h_c, weight, *grads, slices, first)
+
+
 def _torch_forward(hidden, weight, bias, targets, batch: GRPOBatch, inv_t, want_entropy, want_grad):
     """(sums, entropy | None, grads | None) in one pass over token chunks."""
     n = hidden.shape[0]
     slices = _weight_slices(weight)
-    old, mask, w = (t.reshape(-1) for t in (batch.old, batch.mask, batch.weights))
-    adv = (batch.adv if batch.adv.dim() == 2 else batch.adv[:, None].expand_as(batch.old)).reshape(-1)
-    ref = None if batch.ref is None else batch.ref.reshape(-1).float()
+    flat = {"old": batch.old, "mask": batch.mask, "weights": batch.weights,
+            "adv": batch.adv if batch.adv.dim() == 2 else batch.adv[:, None].expand_as(batch.old),
+            "ref": None if batch.ref is None else batch.ref.float()}
+    flat = {k: None if t is None else t.reshape(-1) for k, t in flat.items()}
     sums = torch.zeros(6, dtype=torch.float32)
     ent = torch.empty(n, dtype=torch.float32) if want_entropy else None
     dh = torch.empty(hidden.shape, dtype=torch.float32) if want_grad else None
     dw = torch.empty(weight.shape, dtype=torch.float32) if want_grad else None
     db = torch.empty(weight.shape[0], dtype=torch.float32) if want_grad and bias is not None else None
-    step = D.chunk_rows(weight.shape[0])
-    for i in range(0, n, step):
-        sl = slice(i, i + step)
-        ls, logp, e = chunk_log_softmax(chunk_logits(hidden[sl], weight, bias, inv_t, slices), targets[sl],
-                                        want_entropy)
+    for sl in D.row_chunks(n, weight.shape[0]):
+        tokens = {k: None if t is None else t[sl] for k, t in flat.items()}
+        part, e, dh_c = _torch_chunk(hidden[sl], weight, bias, targets[sl], tokens, batch.cfg, inv_t, slices,
+                                     want_entropy, (dw, db) if want_grad else None, first=sl.start == 0)
+        sums += part
         if want_entropy:
             ent[sl] = e
-        with torch.enable_grad():
-            logp.requires_grad_(want_grad)
-            part = torch_sums(logp, old[sl], adv[sl], mask[sl], w[sl], None if ref is None else ref[sl], batch.cfg)
-            if want_grad:
-                (g,) = torch.autograd.grad(part[0], logp)
-        sums += part.detach()
         if want_grad:
-            dz = chunk_grad_(ls, targets[sl], None, g, None, inv_t)
-            dh[sl] = chunk_backprop(dz, hidden[sl], weight, dw, db, slices, first=i == 0)
+            dh[sl] = dh_c
     return sums, ent, (dh, dw, db) if want_grad else None
 
 

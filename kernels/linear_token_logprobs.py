@@ -10,7 +10,7 @@ The [N, V] logits (and their gradient) are never materialised. Triton:
   registers and accumulates ``d_hidden += dz @ W_tile`` and ``d_weight[tile] += dz^T @ h`` in fp32
   with atomics. Nothing of size [N, V] touches memory.
 
-PyTorch: token chunks with a bounded fp32 [rows, V] buffer (``chunk_rows``); non-fp32 weights are
+PyTorch: token chunks with a bounded fp32 [rows, V] buffer (``row_chunks``); non-fp32 weights are
 upcast one vocabulary slice at a time, so no fp32 copy of the weight exists either.
 """
 
@@ -257,6 +257,12 @@ def chunk_backprop(dz, h_c, weight, d_weight, d_bias, slices, first: bool) -> to
     return dh
 
 
+def _torch_backprop_chunk(h_c, weight, bias, targets, ent, g, gh, inv_t, dw, db, slices, first) -> torch.Tensor:
+    """d_hidden of one token chunk (accumulating the weight/bias grads); its [rows, V] buffer dies here."""
+    dz = chunk_grad_(log_softmax_(chunk_logits(h_c, weight, bias, inv_t, slices)), targets, ent, g, gh, inv_t)
+    return chunk_backprop(dz, h_c, weight, dw, db, slices, first)
+
+
 class _TorchLinearTokenLogprobs(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, inv_t, with_entropy):
@@ -264,12 +270,11 @@ class _TorchLinearTokenLogprobs(torch.autograd.Function):
         slices = _weight_slices(weight)
         logp = hidden.new_empty(n, dtype=torch.float32)
         ent = torch.empty_like(logp) if with_entropy else None
-        step = D.chunk_rows(weight.shape[0])
-        for i in range(0, n, step):
-            z = chunk_logits(hidden[i:i + step], weight, bias, inv_t, slices)
-            _, logp[i:i + step], e = chunk_log_softmax(z, targets[i:i + step], with_entropy)
+        for sl in D.row_chunks(n, weight.shape[0]):
+            _, logp[sl], e = chunk_log_softmax(chunk_logits(hidden[sl], weight, bias, inv_t, slices), targets[sl],
+                                               with_entropy)
             if with_entropy:
-                ent[i:i + step] = e
+                ent[sl] = e
         ctx.save_for_backward(hidden, weight, bias, targets, ent)
         ctx.inv_t = inv_t
         return logp, ent
@@ -283,13 +288,10 @@ class _TorchLinearTokenLogprobs(torch.autograd.Function):
         dh = torch.empty(hidden.shape, dtype=torch.float32)
         dw = torch.empty(weight.shape, dtype=torch.float32)
         db = torch.empty(weight.shape[0], dtype=torch.float32) if bias is not None else None
-        step = D.chunk_rows(weight.shape[0])
-        for i in range(0, n, step):
-            sl = slice(i, i + step)
-            ls = log_softmax_(chunk_logits(hidden[sl], weight, bias, ctx.inv_t, slices))
-            dz = chunk_grad_(ls, targets[sl], None if ent is None else ent[sl], g[sl],
-                             None if gh is None else gh[sl].float(), ctx.inv_t)
-            dh[sl] = chunk_backprop(dz, hidden[sl], weight, dw, db, slices, first=i == 0)
+        for sl in D.row_chunks(n, weight.shape[0]):
+            dh[sl] = _torch_backprop_chunk(hidden[sl], weight, bias, targets[sl], None if ent is None else ent[sl],
+                                           g[sl], None if gh is None else gh[sl].float(), ctx.inv_t, dw, db, slices,
+                                           first=sl.start == 0)
         return dh.to(hidden.dtype), dw.to(weight.dtype), None if db is None else db.to(bias.dtype), None, None, None
 
 

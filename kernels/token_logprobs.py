@@ -3,7 +3,7 @@
 Triton: one program per row streams the vocabulary in tiles, keeping an online log-sum-exp in fp32
 (one read of the logits); the backward re-reads the row once and writes the gradient tile by tile in
 the logits' dtype. Only two fp32 numbers per row (lse, entropy) are saved between the passes.
-PyTorch: the same math on row chunks whose fp32 working set is bounded (see ``chunk_rows``), so
+PyTorch: the same math on row chunks whose fp32 working set is bounded (see ``row_chunks``), so
 neither backend ever holds an fp32 copy of the whole [N, V] input.
 """
 
@@ -111,6 +111,14 @@ class _TritonTokenLogprobs(torch.autograd.Function):
 # ----------------------------------------------------------------------------- PyTorch backend
 
 
+def _scaled_fp32(x: torch.Tensor, inv_t: float) -> torch.Tensor:
+    return x.to(torch.float32, copy=True).mul_(inv_t)
+
+
+def _torch_grad_chunk(x, targets, ent, g, h, inv_t) -> torch.Tensor:
+    return chunk_grad_(log_softmax_(_scaled_fp32(x, inv_t)), targets, ent, g, h, inv_t)
+
+
 class _TorchTokenLogprobs(torch.autograd.Function):
     """Chunked over rows: saves the input (plus the entropy) and recomputes log_softmax per chunk."""
 
@@ -119,12 +127,10 @@ class _TorchTokenLogprobs(torch.autograd.Function):
         n, v = logits.shape
         logp = logits.new_empty(n, dtype=torch.float32)
         ent = torch.empty_like(logp) if with_entropy else None
-        step = D.chunk_rows(v)
-        for i in range(0, n, step):
-            z = logits[i:i + step].to(torch.float32, copy=True).mul_(inv_t)
-            _, logp[i:i + step], e = chunk_log_softmax(z, targets[i:i + step], with_entropy)
+        for sl in D.row_chunks(n, v):
+            _, logp[sl], e = chunk_log_softmax(_scaled_fp32(logits[sl], inv_t), targets[sl], with_entropy)
             if with_entropy:
-                ent[i:i + step] = e
+                ent[sl] = e
         ctx.save_for_backward(logits, targets, ent)
         ctx.inv_t = inv_t
         return logp, ent
@@ -135,13 +141,9 @@ class _TorchTokenLogprobs(torch.autograd.Function):
         n, v = logits.shape
         grad = torch.empty_like(logits)
         g = torch.zeros(n, dtype=torch.float32) if g is None else g.float()
-        step = D.chunk_rows(v)
-        for i in range(0, n, step):
-            sl = slice(i, i + step)
-            z = logits[sl].to(torch.float32, copy=True).mul_(ctx.inv_t)
-            ls = log_softmax_(z)
-            grad[sl] = chunk_grad_(ls, targets[sl], None if ent is None else ent[sl], g[sl],
-                                   None if h is None else h[sl].float(), ctx.inv_t)
+        for sl in D.row_chunks(n, v):
+            grad[sl] = _torch_grad_chunk(logits[sl], targets[sl], None if ent is None else ent[sl], g[sl],
+                                         None if h is None else h[sl].float(), ctx.inv_t)
         return grad, None, None, None
 
 
