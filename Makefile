@@ -29,9 +29,10 @@ aot: install
 
 bench: install
 	$(PY) -m bench_perf.kernels
+	$(PY) -m pytest -q bench_perf
 
 quickstart: install
-	$(PY) -m bench_perf.kernels --quick
+	$(PY) -m bench_perf.kernels --quick --out runs/quickstart/kernels-cpu-quick.json
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache

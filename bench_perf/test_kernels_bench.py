@@ -10,10 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-pytest.importorskip("libra_kernels")
-
-from bench_perf.common import clear_grads  # noqa: E402
-from bench_perf.kernels import COMPETITORS, PRESETS, fwd_bwd, make_inputs  # noqa: E402
+from bench_perf.common import clear_grads
+from bench_perf.kernels import COMPETITORS, PRESETS, fwd_bwd, make_inputs
 
 
 @pytest.fixture(scope="module")
