@@ -25,6 +25,7 @@ from ._vocab_math import (
     chunk_grad_,
     chunk_log_softmax,
     combine,
+    element_stats,
     log_softmax_,
     merge_partials,
     merge_stats,
@@ -93,20 +94,23 @@ def _logits_tile(h_ptr, w_ptr, b_ptr, rows, cols, row_ok, col_ok, H, stride_h, s
 
 
 @triton.jit
+def _block_of(N, V, v_per_split, targets_ptr, BLOCK_N: tl.constexpr):
+    """This program's token rows (and their targets) and vocabulary range [v_lo, v_hi)."""
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < N
+    target = tl.load(targets_ptr + rows, mask=row_ok, other=-1)
+    v_lo = tl.program_id(1) * v_per_split
+    return rows, row_ok, target, v_lo, tl.minimum(v_lo + v_per_split, V)
+
+
+@triton.jit
 def _linear_stats_kernel(
     h_ptr, w_ptr, b_ptr, targets_ptr, part_ptr, N, V, H, stride_h, stride_w, v_per_split, inv_t,
     HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_K: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    pid_n = tl.program_id(0)
-    pid_s = tl.program_id(1)
-    n_split = tl.num_programs(1)
-    rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    row_ok = rows < N
+    rows, row_ok, target, v_lo, v_hi = _block_of(N, V, v_per_split, targets_ptr, BLOCK_N)
     rows64 = rows.to(tl.int64)
-    target = tl.load(targets_ptr + rows, mask=row_ok, other=-1)
-    v_lo = pid_s * v_per_split
-    v_hi = tl.minimum(v_lo + v_per_split, V)
     m = tl.full([BLOCK_N], float("-inf"), tl.float32)
     s = tl.zeros([BLOCK_N], tl.float32)
     t = tl.zeros([BLOCK_N], tl.float32)
@@ -116,11 +120,12 @@ def _linear_stats_kernel(
         col_ok = cols < v_hi
         z = _logits_tile(h_ptr, w_ptr, b_ptr, rows64, cols.to(tl.int64), row_ok, col_ok, H, stride_h, stride_w,
                          inv_t, HAS_BIAS, BLOCK_N, BLOCK_V, BLOCK_K, PRECISION)
-        tm, ts, tt = merge_stats(z, tl.where(z == float("-inf"), 0.0, 1.0), tl.zeros_like(z), 1)
+        zm, zs, zt = element_stats(z)
+        tm, ts, tt = merge_stats(zm, zs, zt, 1)
         m, s, t = combine(m, s, t, tm, ts, tt)
         z_target += tl.sum(tl.where(cols[None, :] == target[:, None], z, 0.0), axis=1)
-    out = part_ptr + pid_s * N + rows
-    plane = n_split * N
+    out = part_ptr + tl.program_id(1) * N + rows
+    plane = tl.num_programs(1) * N
     tl.store(out, m, mask=row_ok)
     tl.store(out + plane, s, mask=row_ok)
     tl.store(out + 2 * plane, t, mask=row_ok)
@@ -134,18 +139,12 @@ def _linear_grad_kernel(
     HAS_BIAS: tl.constexpr, HAS_H: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr,
     BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    pid_n = tl.program_id(0)
-    pid_s = tl.program_id(1)
-    rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    row_ok = rows < N
+    rows, row_ok, target, v_lo, v_hi = _block_of(N, V, v_per_split, targets_ptr, BLOCK_N)
     rows64 = rows.to(tl.int64)
-    target = tl.load(targets_ptr + rows, mask=row_ok, other=-1)
     lse = tl.load(lse_ptr + rows, mask=row_ok, other=0.0)[:, None]
     ent = tl.load(ent_ptr + rows, mask=row_ok, other=0.0)[:, None]
     g = tl.load(g_ptr + rows, mask=row_ok, other=0.0)[:, None]
     gh = tl.load(gh_ptr + rows, mask=row_ok, other=0.0)[:, None] if HAS_H else g
-    v_lo = pid_s * v_per_split
-    v_hi = tl.minimum(v_lo + v_per_split, V)
     ks0 = tl.arange(0, BLOCK_K)
     for v0 in range(v_lo, v_hi, BLOCK_V):
         cols = v0 + tl.arange(0, BLOCK_V)
