@@ -4,7 +4,8 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 REQS    := requirements/cpu.txt pyproject.toml
 
-.PHONY: install test test-fast test-triton aot bench quickstart clean
+SHARED  ?= ../shared
+.PHONY: install test test-fast aot bench quickstart v2v-real clean
 
 install: $(STAMP)
 
@@ -33,6 +34,14 @@ bench: install
 
 quickstart: install
 	$(PY) -m bench_perf.kernels --quick --out runs/quickstart/kernels-cpu-quick.json
+
+# The Libra-Bench-style set built from real responses (SkyThought evaluation outputs on MATH-500 level 5
+# and AIME 2024); resumable, see README "Judging data".
+v2v-real: install
+	.venv/bin/libra data v2v --level 5 \
+	  --problems math500=$(SHARED)/data/math500/test.jsonl --problems aime2024=$(SHARED)/data/aime2024/test.jsonl \
+	  --responses $(SHARED)/data/skythought_eval_outputs/math500/* $(SHARED)/data/skythought_eval_outputs/aime24/* \
+	  --out runs/v2v/skythought-bench.jsonl
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache

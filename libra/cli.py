@@ -1,4 +1,5 @@
-"""The ``libra`` command. Subcommands are added by the parts of the system as they land.
+"""The ``libra`` command. Subcommands are added by the parts of the system as they land:
+``libra env`` and ``libra data v2v`` so far.
 
 ``libra env`` reports what this machine offers the kernels and engines (versions, devices, which kernel
 backend "auto" resolves to, whether Triton runs compiled or interpreted): the first thing to paste
@@ -13,6 +14,9 @@ import json
 import os
 import platform
 import sys
+
+from libra.data import commands as data_commands
+from libra.data.jsonl import DataError
 
 
 def _version(dist: str) -> str | None:
@@ -69,12 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     env = sub.add_parser("env", help="versions, devices and kernel backend of this machine")
     env.add_argument("--json", action="store_true", help="print JSON instead of a table")
     env.set_defaults(func=_cmd_env)
+    data_commands.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except DataError as err:  # bad input: say where, no traceback; finished work is already on disk
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,90 @@
+"""Loading a Libra-Bench-style judging set: local files or the official set on the Hugging Face hub.
+
+Rows are normalised to ``{id, subset, source_model, question, response, label}`` (label: True when the
+response is correct). Local files are the ones ``libra data v2v`` writes (.jsonl), or .json/.parquet
+with the same fields. ``meituan/Libra-Bench`` (or any hub id) goes through ``datasets.load_dataset``
+for users who can reach the hub; its columns are mapped through the aliases below, and a schema we do
+not recognise is a DataError listing the columns found and the ones expected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .jsonl import DataError, Record, SkipCounter, read_records
+
+HUB_ID = "meituan/Libra-Bench"
+ALIASES = {
+    "question": ("question", "problem", "prompt", "query"),
+    "response": ("response", "answer", "output", "completion"),
+    "label": ("label", "correctness", "is_correct", "correct"),
+    "subset": ("subset", "source", "data_source", "dataset"),
+    "source_model": ("source_model", "model", "generator", "policy"),
+    "id": ("id", "uid", "index", "idx"),
+}
+_LABEL_WORDS = {"correct": True, "true": True, "yes": True, "1": True,
+                "incorrect": False, "wrong": False, "false": False, "no": False, "0": False}
+
+
+def _pick(rec: Record, name: str, required: bool):
+    for alias in ALIASES[name]:
+        if alias in rec.data and rec.data[alias] is not None:
+            return rec.data[alias]
+    if required:
+        raise DataError(rec.path, rec.line, name,
+                        f"no column for it (tried {', '.join(ALIASES[name])}; found {', '.join(sorted(rec.data))})")
+    return None
+
+
+def _label(rec: Record, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _LABEL_WORDS:
+        return _LABEL_WORDS[value.strip().lower()]
+    raise DataError(rec.path, rec.line, "label", f"not a correctness label: {value!r}")
+
+
+def normalise(rec: Record) -> dict:
+    """One judging row in our schema from a record of any supported layout."""
+    question, response = _pick(rec, "question", True), _pick(rec, "response", True)
+    for name, value in (("question", question), ("response", response)):
+        if not isinstance(value, str):
+            raise DataError(rec.path, rec.line, name, f"expected a string, got {type(value).__name__}")
+    return {
+        "id": str(_pick(rec, "id", False) or rec.line),
+        "subset": str(_pick(rec, "subset", False) or "all"),
+        "source_model": str(_pick(rec, "source_model", False) or "unknown"),
+        "question": question,
+        "response": response,
+        "label": _label(rec, _pick(rec, "label", True)),
+    }
+
+
+def _hub_records(name: str, split: str):
+    import datasets
+
+    ds = datasets.load_dataset(name, split=split)
+    for number, row in enumerate(ds, start=1):
+        yield Record(dict(row), f"{name}[{split}]", number)
+
+
+def load_bench(spec: str, *, split: str = "test", skip_bad: SkipCounter | None = None) -> list[dict]:
+    """Rows of a local bench file, or of a hub dataset id such as ``meituan/Libra-Bench``."""
+    path = Path(spec)
+    if path.exists():
+        records = read_records(path, skip_bad=skip_bad)
+    elif "/" in spec and not path.suffix:
+        records = _hub_records(spec, split)
+    else:
+        raise DataError(spec, None, None, "no such file (and not a hub dataset id like meituan/Libra-Bench)")
+    rows = []
+    for rec in records:
+        try:
+            rows.append(normalise(rec))
+        except DataError as err:
+            if skip_bad is None:
+                raise
+            skip_bad.add(err)
+    return rows

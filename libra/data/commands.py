@@ -1,0 +1,69 @@
+"""``libra data ...`` commands: building judging data from verifiable reasoning."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .jsonl import SkipCounter, write_json, write_jsonl
+from .sources import load_problems, load_responses
+from .v2v import build
+
+
+def _named_path(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected SUBSET=PATH, got {text!r}")
+    return name, Path(path)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="build judging data (V2V) from problems and sampled responses")
+    cmds = data.add_subparsers(dest="data_command", required=True)
+    v2v = cmds.add_parser("v2v", help="verifiable reasoning -> verifiable judging (a Libra-Bench-style set)",
+                          description="Join responses to problems, strip the chain of thought, label with "
+                                      "verify_answer, balance each (subset, model) and write judging rows.")
+    v2v.add_argument("--problems", type=_named_path, action="append", required=True, metavar="SUBSET=PATH",
+                     help="a problem set with gold answers and the subset name its rows get (repeatable)")
+    v2v.add_argument("--responses", type=Path, nargs="+", required=True,
+                     help="response files (Qwen2.5-Math harness .jsonl, SkyThought .json, or question/response rows);"
+                          " the source model is the file name")
+    v2v.add_argument("--out", type=Path, required=True, help="judging rows (.jsonl); statistics go beside it")
+    v2v.add_argument("--level", type=int, help="keep only problems of this level (sets without levels are kept)")
+    v2v.add_argument("--seed", type=int, default=0, help="seed of the balancing subsample")
+    v2v.add_argument("--no-balance", action="store_true", help="keep every labelled response")
+    v2v.add_argument("--skip-bad", action="store_true", help="skip malformed records (counted) instead of stopping")
+    v2v.add_argument("--timeout", type=float, default=5.0, help="seconds allowed per answer check")
+    v2v.add_argument("--workers", type=int, help="verification processes (default: CPU count)")
+    v2v.set_defaults(func=run_v2v)
+
+
+def outputs(out: Path) -> dict[str, Path]:
+    """The files a V2V build writes next to ``out``."""
+    stem = out.with_suffix("")
+    return {"rows": out, "stats": Path(f"{stem}.stats.json"), "labels": Path(f"{stem}.labels.jsonl"),
+            "disagreements": Path(f"{stem}.disagreements.jsonl")}
+
+
+def run_v2v(args: argparse.Namespace) -> int:
+    from libra.report.tables import print_v2v_summary
+    from libra.verify import strip_thinking, verify_many
+
+    skipped = SkipCounter() if args.skip_bad else None
+    problems = [p for name, path in args.problems for p in load_problems(path, name, skip_bad=skipped)]
+    responses = [r for path in args.responses for r in load_responses(path, skip_bad=skipped)]
+    files = outputs(args.out)
+    files["rows"].parent.mkdir(parents=True, exist_ok=True)
+    result = build(problems, responses, strip_thinking=strip_thinking, verify_many=verify_many, seed=args.seed,
+                   level=args.level, do_balance=not args.no_balance, cache=files["labels"], timeout=args.timeout,
+                   workers=args.workers)
+    write_jsonl(files["rows"], result.rows)
+    write_jsonl(files["disagreements"], result.disagreements)
+    summary = {"inputs": {"problems": {n: str(p) for n, p in args.problems},
+                          "responses": [str(p) for p in args.responses], "level": args.level},
+               "skipped_bad_records": skipped.skipped if skipped else 0,
+               "skipped_examples": skipped.examples if skipped else [],
+               **result.stats, "agreement_with_source_labels": result.agreement}
+    write_json(files["stats"], summary)
+    print_v2v_summary(summary, files)
+    return 0

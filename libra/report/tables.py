@@ -1,0 +1,39 @@
+"""Results tables for the terminal (rich)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_v2v_summary(summary: dict, files: dict[str, Path], console: Console | None = None) -> None:
+    """The V2V statistics in the shape of the paper's Table 1, then the label agreement and the files."""
+    console = console or Console()
+    t1 = summary["table1"]
+    table = Table(title="V2V judging set (paper Table 1 layout)")
+    table.add_column("")
+    for subset in t1:
+        table.add_column(f"{subset} correct", justify="right")
+        table.add_column(f"{subset} incorrect", justify="right")
+    table.add_row("Number of problems", *[str(t1[s]["problems"]) for s in t1 for _ in (0, 1)])
+    table.add_row("Number of samples", *[str(t1[s][k]) for s in t1 for k in ("correct", "incorrect")])
+    models = sorted({m for s in t1 for m in t1[s]["models"]})
+    for model in models:
+        cells = [str(t1[s]["models"].get(model, {}).get(k, 0)) for s in t1 for k in ("correct", "incorrect")]
+        table.add_row(f"  {model}", *cells)
+    console.print(table)
+    agree = summary["agreement_with_source_labels"]
+    share = "n/a" if agree["agreement"] is None else f"{100 * agree['agreement']:.2f}%"
+    console.print(
+        f"responses {summary['responses']}: unmatched {summary['unmatched']}, other level {summary['other_level']}, "
+        f"truncated thought {summary['truncated_thought']}, labelled {summary['labelled']} "
+        f"({summary['labelled_correct']} correct, {summary['labelled_incorrect']} incorrect; "
+        f"{summary['labels_computed_now']} computed now), rows written {summary['rows']}; "
+        f"bad records skipped {summary['skipped_bad_records']}")
+    console.print(f"agreement with the source's own labels: {share} of {agree['compared']} "
+                  f"(source correct / ours wrong: {agree['source_true_ours_false']}, "
+                  f"source wrong / ours correct: {agree['source_false_ours_true']})")
+    for name, path in files.items():
+        console.print(f"  {name}: {path}")
