@@ -63,7 +63,10 @@ def match(problems: Sequence[Problem], responses: Sequence[Response]) -> tuple[l
 
 
 def _label_key(final: str, gold: str) -> str:
-    return hashlib.sha256(f"{gold}\x00{final}".encode()).hexdigest()[:24]
+    """Cache key of one label: the texts compared and the checker version that compared them."""
+    from libra.verify import CHECKER_VERSION
+
+    return hashlib.sha256(f"{CHECKER_VERSION}\x00{gold}\x00{final}".encode()).hexdigest()[:24]
 
 
 def label_all(cands: list[Candidate], verify_many: Callable, cache: Path | None, **verify_kw) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -10,7 +11,7 @@ from rich.table import Table
 
 def print_v2v_summary(summary: dict, files: dict[str, Path], console: Console | None = None) -> None:
     """The V2V statistics in the shape of the paper's Table 1, then the label agreement and the files."""
-    console = console or Console()
+    console = console or Console(width=None if sys.stdout.isatty() else 160)  # logs: do not wrap model names
     t1 = summary["table1"]
     table = Table(title="V2V judging set (paper Table 1 layout)")
     table.add_column("")

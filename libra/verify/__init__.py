@@ -22,7 +22,11 @@ from libra.verify.compare import quick_verdict
 from libra.verify.extract import extract_answer, strip_thinking
 from libra.verify.normalize import normalize
 
-__all__ = ["extract_answer", "strip_thinking", "verify_answer", "verify_many"]
+__all__ = ["CHECKER_VERSION", "extract_answer", "strip_thinking", "verify_answer", "verify_many"]
+
+# Bumped whenever a change can flip a verdict: caches of labels (the V2V builder's) key on it, so a better
+# checker never silently reuses the old one's answers.
+CHECKER_VERSION = "2"
 
 _SYMBOLIC_TARGET = "libra.verify.symbolic:equivalent"
 # Answers longer than this are not sent to sympy: no real final answer is this long, and parsing one costs

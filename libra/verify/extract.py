@@ -28,9 +28,10 @@ _BRACE_STEPS = bytes.maketrans(b"{}", b"\x01\xff")  # read as signed bytes: +1, 
 _ANSWER_PHRASES = ("the final answer is", "final answer:", "answer is")
 # Words models put between "the answer is" and the answer ("the answer is indeed 6").
 _FILLER = re.compile(r"^(?:(?:indeed|simply|just|definitely|clearly|therefore|thus|actually|then)\b[\s,]*)+", re.I)
-# Last resort, in the response's last line only: a plain number ("... so 196 has 9 divisors.").
+# Last resort, in the response's closing lines only: a plain number ("... so 196 has 9 divisors.").
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?")
 _LAST_LINE_CHARS = 500
+_DANGLING = set("+-*/=^_{([,\\&")
 
 
 def strip_thinking(text: str) -> str | None:
@@ -150,14 +151,21 @@ def _phrase_answer(text: str) -> str | None:
 
 
 def _last_line_number(text: str) -> str | None:
-    """The last number of the response's last non-empty line (thousands separators removed), or None.
+    """The last number of the response's closing statement (thousands separators removed), or None.
 
-    Human graders accept an unboxed final statement such as "so 196 has 9 divisors."; looking only at the
-    last line keeps a number mentioned mid-solution from counting as the answer.
+    Human graders accept an unboxed conclusion such as "so 196 has 9 divisors." even when a sign-off like
+    "I think that's the answer." follows, so the last two non-empty lines are read, the later one first.
+    Earlier lines are not, so numbers mentioned mid-solution never count, and a line that stops on an
+    operator or an open bracket is a response cut off mid-formula: no answer.
     """
-    line = text.rstrip()[-_LAST_LINE_CHARS:].rsplit("\n", 1)[-1]
-    numbers = _NUMBER.findall(line)
-    return numbers[-1].replace(",", "") if numbers else None
+    lines = [ln.strip() for ln in text[-_LAST_LINE_CHARS:].splitlines() if ln.strip()]
+    if not lines or lines[-1][-1] in _DANGLING:
+        return None
+    for line in reversed(lines[-2:]):
+        numbers = _NUMBER.findall(line)
+        if numbers:
+            return numbers[-1].replace(",", "")
+    return None
 
 
 def extract_answer(text: str) -> str | None:

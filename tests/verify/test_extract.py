@@ -36,12 +36,13 @@ def test_boxes(text, expected):
     [
         ("so 196 has 9 divisors.", "9"),
         ("The total is 1,200 dollars", "1200"),
-        ("we found 3 cases\n\nLet me reconsider the problem", None),
+        ("we found 3 cases\n\nLet me reconsider the problem.\n\nWait", None),
+        ("so 42! ends in 9 zeros.\n\nI think that's the answer.", "9"),
         ("The answer is indeed 6.", "6"),
     ],
 )
 def test_unboxed_fallbacks(text, expected):
-    """Phrase fillers are skipped; a plain number counts only in the last line."""
+    """Phrase fillers are skipped; a plain number counts only in the last two lines."""
     assert extract_answer(text) == expected
 
 
@@ -118,3 +119,9 @@ def test_hostile_text_is_fast(text):
     start = time.perf_counter()
     extract_answer(text)
     assert time.perf_counter() - start < 0.1
+
+
+def test_no_number_from_a_formula_cut_off_in_the_last_line():
+    """A response truncated mid-formula has no final answer, whatever numbers the fragment holds."""
+    cut = "Substituting:\n\\[4 \\left( -\\frac{7}{24} \\right) + 3 \\left( -\\frac{3}{8} \\right) +"
+    assert extract_answer(cut) is None

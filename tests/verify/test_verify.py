@@ -70,7 +70,7 @@ def test_not_equivalent(pred, gold):
 
 
 def test_needs_a_final_answer():
-    assert not verify_answer("I think it might be 5.\n\nLet me check that again", "5")
+    assert not verify_answer("I think it might be 5.\n\nLet me check that again.\n\nHmm", "5")
     assert verify_answer("Counting them, 196 has 9 divisors.", "9")
     assert not verify_answer("<think>\\boxed{5} hmm, still thinking", "5")
     assert verify_answer("<think>maybe 4</think>The answer is \\boxed{5}", "5")
