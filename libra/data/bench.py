@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .jsonl import DataError, Record, SkipCounter, read_records
+from .jsonl import DataError, Record, SkipCounter, read_records, reject
 
 HUB_ID = "meituan/Libra-Bench"
 ALIASES = {
@@ -84,7 +84,5 @@ def load_bench(spec: str, *, split: str = "test", skip_bad: SkipCounter | None =
         try:
             rows.append(normalise(rec))
         except DataError as err:
-            if skip_bad is None:
-                raise
-            skip_bad.add(err)
+            reject(err, skip_bad)
     return rows

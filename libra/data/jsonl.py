@@ -60,10 +60,17 @@ class SkipCounter:
     skipped: int = 0
     examples: list[str] = field(default_factory=list)
 
-    def add(self, err: DataError) -> None:
+    def add(self, err: ValueError) -> None:
         self.skipped += 1
         if len(self.examples) < 5:
             self.examples.append(str(err))
+
+
+def reject(err: ValueError, skip_bad: SkipCounter | None) -> None:
+    """Raise ``err``, or count it when the caller asked to skip bad records."""
+    if skip_bad is None:
+        raise err
+    skip_bad.add(err)
 
 
 def read_jsonl(path: str | os.PathLike, *, skip_bad: SkipCounter | None = None) -> Iterator[Record]:
@@ -73,10 +80,8 @@ def read_jsonl(path: str | os.PathLike, *, skip_bad: SkipCounter | None = None) 
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                err = DataError(path, number, None, f"not UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})")
-                if skip_bad is None:
-                    raise err from None
-                skip_bad.add(err)
+                reject(DataError(path, number, None, f"not UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})"),
+                       skip_bad)
                 continue
             if not text.strip():
                 continue
@@ -85,10 +90,7 @@ def read_jsonl(path: str | os.PathLike, *, skip_bad: SkipCounter | None = None) 
                 if not isinstance(data, dict):
                     raise ValueError(f"expected a JSON object, got {type(data).__name__}")
             except ValueError as exc:
-                err = DataError(path, number, None, f"malformed JSON ({exc})")
-                if skip_bad is None:
-                    raise err from None
-                skip_bad.add(err)
+                reject(DataError(path, number, None, f"malformed JSON ({exc})"), skip_bad)
                 continue
             yield Record(data, str(path), number)
 
@@ -119,10 +121,7 @@ def read_records(path: str | os.PathLike, *, skip_bad: SkipCounter | None = None
         if isinstance(data, dict):
             yield Record(data, str(path), number)
             continue
-        err = DataError(path, number, None, f"expected an object, got {type(data).__name__}")
-        if skip_bad is None:
-            raise err
-        skip_bad.add(err)
+        reject(DataError(path, number, None, f"expected an object, got {type(data).__name__}"), skip_bad)
 
 
 def _atomic_write(path: str | os.PathLike, write) -> None:

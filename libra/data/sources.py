@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .jsonl import Record, SkipCounter, read_records
+from .jsonl import Record, SkipCounter, read_records, reject
 
 _QUESTION_FIELDS = ("problem", "question")
 
@@ -76,9 +76,7 @@ def load_problems(path: str | Path, subset: str, *, skip_bad: SkipCounter | None
                        str(rec.line))
             problems.append(Problem(subset, pid, _question(rec), str(gold), _level(rec)))
         except ValueError as err:
-            if skip_bad is None:
-                raise
-            skip_bad.add(err)
+            reject(err, skip_bad)
     return problems
 
 
@@ -123,7 +121,5 @@ def load_responses(path: str | Path, *, source_model: str | None = None,
             for sample, (text, label) in enumerate(_response_texts(rec)):
                 out.append(Response(model, question, text, sample, label, f"{rec.path}:{rec.line}"))
         except ValueError as err:
-            if skip_bad is None:
-                raise
-            skip_bad.add(err)
+            reject(err, skip_bad)
     return out
