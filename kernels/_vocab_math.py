@@ -40,23 +40,32 @@ def chunk_log_softmax(z: torch.Tensor, targets: torch.Tensor, with_entropy: bool
     all the backward needs: ``softmax = exp(log_softmax)`` is built in place from it.
     """
     ls = log_softmax_(z)
+    return (ls, *log_softmax_stats(ls, targets, with_entropy))
+
+
+def log_softmax_stats(ls: torch.Tensor, targets: torch.Tensor, with_entropy: bool):
+    """(logp, entropy | None) of every row of an fp32 log-softmax chunk."""
     logp = ls.gather(-1, targets[:, None]).squeeze(-1)
     if not with_entropy:
-        return ls, logp, None
+        return logp, None
     # p * log p with p = 0 (a -inf logit) is 0; only that product can be NaN here.
-    ent = -ls.exp().mul_(ls).nan_to_num_(nan=0.0).sum(-1)
-    return ls, logp, ent
+    return logp, -ls.exp().mul_(ls).nan_to_num_(nan=0.0).sum(-1)
+
+
+def softmax_grad_(p: torch.Tensor, targets, g, scale: float) -> torch.Tensor:
+    """Overwrite the softmax chunk ``p`` with ``scale * dL/dz`` for a log-prob upstream grad ``g``."""
+    dz = p.mul_(g[:, None] * -scale)
+    return dz.scatter_add_(1, targets[:, None], (g * scale)[:, None].to(dz.dtype))
 
 
 def chunk_grad_(ls, targets, ent, g, h, scale: float) -> torch.Tensor:
     """Overwrite the log-softmax chunk ``ls`` with ``scale * dL/dz`` for upstream grads ``g`` (log-prob)
     and ``h`` (entropy, or None)."""
-    if h is None:  # three passes: exp, the row scale, the target scatter
-        dz = ls.exp_().mul_(g[:, None] * -scale)
-    else:
-        p = ls.exp()
-        # -(g + h (log p + H)) p; where p = 0 the bracket may be +-inf or NaN, the product is 0.
-        dz = ls.add_(ent[:, None]).mul_(h[:, None]).add_(g[:, None]).mul_(p).nan_to_num_(nan=0.0).mul_(-scale)
+    if h is None:
+        return softmax_grad_(ls.exp_(), targets, g, scale)
+    p = ls.exp()
+    # -(g + h (log p + H)) p; where p = 0 the bracket may be +-inf or NaN, the product is 0.
+    dz = ls.add_(ent[:, None]).mul_(h[:, None]).add_(g[:, None]).mul_(p).nan_to_num_(nan=0.0).mul_(-scale)
     return dz.scatter_add_(1, targets[:, None], (g * scale)[:, None].to(dz.dtype))
 
 

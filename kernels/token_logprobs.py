@@ -16,13 +16,14 @@ import triton.language as tl
 from . import _dispatch as D
 from ._vocab_math import (
     chunk_grad_,
-    chunk_log_softmax,
     combine,
     element_stats,
     finish_stats,
     log_softmax_,
+    log_softmax_stats,
     merge_stats,
     softmax_grad,
+    softmax_grad_,
 )
 
 BLOCK_V = 4096  # vocabulary tile per loop iteration (elements); 16 KiB of fp32 per row tile
@@ -111,12 +112,22 @@ class _TritonTokenLogprobs(torch.autograd.Function):
 # ----------------------------------------------------------------------------- PyTorch backend
 
 
-def _scaled_fp32(x: torch.Tensor, inv_t: float) -> torch.Tensor:
-    return x.to(torch.float32, copy=True).mul_(inv_t)
+def _direct(x: torch.Tensor, inv_t: float) -> bool:
+    """fp32 logits at T = 1 go straight into one fused (log_)softmax: no scaled copy is needed. Other
+    inputs are copied to fp32 once and transformed in place (one chunk buffer, not two)."""
+    return inv_t == 1.0 and x.dtype == torch.float32
+
+
+def _log_softmax_fp32(x: torch.Tensor, inv_t: float) -> torch.Tensor:
+    if _direct(x, inv_t):
+        return torch.log_softmax(x, dim=-1)
+    return log_softmax_(x.to(torch.float32, copy=True).mul_(inv_t))
 
 
 def _torch_grad_chunk(x, targets, ent, g, h, inv_t) -> torch.Tensor:
-    return chunk_grad_(log_softmax_(_scaled_fp32(x, inv_t)), targets, ent, g, h, inv_t)
+    if h is None and _direct(x, inv_t):  # softmax directly: one pass fewer than exp(log_softmax)
+        return softmax_grad_(torch.softmax(x, dim=-1), targets, g, inv_t)
+    return chunk_grad_(_log_softmax_fp32(x, inv_t), targets, ent, g, h, inv_t)
 
 
 class _TorchTokenLogprobs(torch.autograd.Function):
@@ -128,7 +139,7 @@ class _TorchTokenLogprobs(torch.autograd.Function):
         logp = logits.new_empty(n, dtype=torch.float32)
         ent = torch.empty_like(logp) if with_entropy else None
         for sl in D.row_chunks(n, v):
-            _, logp[sl], e = chunk_log_softmax(_scaled_fp32(logits[sl], inv_t), targets[sl], with_entropy)
+            logp[sl], e = log_softmax_stats(_log_softmax_fp32(logits[sl], inv_t), targets[sl], with_entropy)
             if with_entropy:
                 ent[sl] = e
         ctx.save_for_backward(logits, targets, ent)
