@@ -30,6 +30,7 @@ aot: install
 
 bench: install
 	$(PY) -m bench_perf.kernels
+	$(PY) -m bench_perf.logprobs
 	$(PY) -m pytest -q bench_perf
 
 quickstart: install
