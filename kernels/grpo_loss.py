@@ -102,15 +102,15 @@ def prepare_grpo(shape, device, old_logp, advantages, mask, ref_logp, *, eps_low
                        float(kl_coef), kl_kind))
 
 
-def finish_stats(sums: torch.Tensor, has_ref: bool) -> tuple[torch.Tensor, dict]:
-    """(loss, stats) from the six partial sums; shares of unmasked tokens, 0 when nothing is unmasked."""
+def sums_to_stats(sums: torch.Tensor, has_ref: bool) -> dict:
+    """The statistics from the six partial sums: shares of unmasked tokens, 0 when nothing is unmasked."""
     tokens = sums[1]
     denom = torch.where(tokens > 0, tokens, torch.ones_like(tokens))
     stats = {name: (sums[i] / denom).detach() for i, name in enumerate(SUM_NAMES) if i >= 2}
     stats["clipfrac_high"], stats["clipfrac_low"] = stats.pop("clip_high"), stats.pop("clip_low")
     if not has_ref:
         del stats["kl"]
-    return sums[0], stats
+    return stats
 
 
 # ----------------------------------------------------------------------------- PyTorch backend
@@ -280,5 +280,5 @@ def grpo_loss(logp, old_logp, advantages, mask, *, ref_logp=None, eps_low=0.2, e
         loss = sums[0]
     else:
         loss, sums = _TritonGRPO.apply(logp.contiguous(), batch.ref, batch)
-    _, stats = finish_stats(sums.detach(), batch.ref is not None)
+    stats = sums_to_stats(sums.detach(), batch.ref is not None)
     return loss, stats

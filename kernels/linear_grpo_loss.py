@@ -18,7 +18,7 @@ import torch
 
 from . import _dispatch as D
 from ._vocab_math import chunk_grad_, chunk_log_softmax
-from .grpo_loss import GRPOBatch, finish_stats, prepare_grpo, torch_sums, triton_sums
+from .grpo_loss import GRPOBatch, prepare_grpo, sums_to_stats, torch_sums, triton_sums
 from .linear_token_logprobs import (
     _weight_slices,
     chunk_backprop,
@@ -121,7 +121,7 @@ def linear_grpo_loss(hidden, weight, targets, old_logp, advantages, mask, *, bia
                          eps_high=eps_high, dual_clip=dual_clip, kl_coef=kl_coef, kl_kind=kl_kind, agg=agg)
     use_triton = D.resolve_backend(backend, hidden.device) == "triton"
     loss, sums, ent = _LinearGRPO.apply(h2, w, b, tgt, batch, 1.0 / float(temperature), return_entropy, use_triton)
-    _, stats = finish_stats(sums, batch.ref is not None)
+    stats = sums_to_stats(sums, batch.ref is not None)
     if return_entropy:
         tokens = batch.mask.sum()
         stats["entropy"] = torch.where(tokens > 0, (ent.view(batch_shape) * batch.mask).sum() / tokens.clamp_min(1e-30),

@@ -92,11 +92,10 @@ class _TritonTokenLogprobs(torch.autograd.Function):
         logp, lse, ent = out
         ctx.save_for_backward(logits, targets, lse, ent)
         ctx.inv_t = inv_t
-        ctx.mark_non_differentiable(lse)
-        return logp, ent, lse
+        return logp, ent
 
     @staticmethod
-    def backward(ctx, g, h, _):
+    def backward(ctx, g, h):
         logits, targets, lse, ent = ctx.saved_tensors
         n, v = logits.shape
         grad = torch.empty_like(logits)
@@ -181,7 +180,7 @@ def token_logprobs(logits, targets, *, temperature=1.0, return_entropy=False, ba
     tgt = targets.reshape(-1).to(torch.int64).contiguous()
     inv_t = 1.0 / float(temperature)
     if which == "triton":
-        logp, ent, _ = _TritonTokenLogprobs.apply(flat, tgt, inv_t)
+        logp, ent = _TritonTokenLogprobs.apply(flat, tgt, inv_t)
     else:
         logp, ent = _TorchTokenLogprobs.apply(flat, tgt, inv_t, return_entropy)
     logp = logp.view(batch_shape)
