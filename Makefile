@@ -23,7 +23,7 @@ test: install
 	$(PY) -m pytest -q -n 2 tests
 
 test-fast: install
-	$(PY) -m pytest -q -n 2 -m "not triton and not slow" tests
+	$(PY) -m pytest -q -n 2 -m "not triton and not slow and not vllm" tests
 
 aot: install
 	$(PY) -m libra_kernels.aot

@@ -11,5 +11,6 @@ if not torch.cuda.is_available():
 def pytest_configure(config):
     config.addinivalue_line("markers", "triton: runs the Triton kernels (under TRITON_INTERPRET=1 on CPU, so slow)")
     config.addinivalue_line("markers", "slow: takes minutes (the ahead-of-time compile check)")
+    config.addinivalue_line("markers", "vllm: starts a real vLLM engine (about 25 s per start on CPU)")
     # The Triton interpreter's own numpy usage warns on every launch; it says nothing about our code.
     config.addinivalue_line("filterwarnings", "ignore:Conversion of an array with ndim > 0:DeprecationWarning")

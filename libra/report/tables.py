@@ -38,3 +38,14 @@ def print_v2v_summary(summary: dict, files: dict[str, Path], console: Console | 
                   f"source wrong / ours correct: {agree['source_false_ours_true']})")
     for name, path in files.items():
         console.print(f"  {name}: {path}")
+
+
+def print_results_table(title: str, headers: list[str], rows: list[list], console: Console | None = None) -> None:
+    """The table every evaluation prints at its end; numbers are formatted by the caller."""
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
+    table = Table(title=title)
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*[str(cell) for cell in row])
+    console.print(table)

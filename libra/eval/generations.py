@@ -1,0 +1,122 @@
+"""Resumable generation: every finished completion is appended to ``generations.jsonl`` at once, keyed
+by (sample id, template, sampling parameters, model), so a rerun after a crash or Ctrl-C generates
+only what is missing, and changing any of those four never reuses a stale answer.
+
+A process killed mid-write can leave a partial last line; opening the store cuts it off (it is the
+only line that can be partial, as lines are appended whole and flushed chunk by chunk).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+from tqdm.auto import tqdm
+
+from libra.data.jsonl import DataError
+from libra.rollout.types import Engine, Prompt, SamplingParams
+
+
+def generation_key(sample_id: str, template: str, params: SamplingParams, model: str) -> str:
+    blob = json.dumps([str(sample_id), template, params.key(), model], separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+@dataclass
+class Request:
+    """One prompt to generate for: ``sample_id`` names it in the store and in reports."""
+
+    sample_id: str
+    prompt: Prompt
+
+
+class GenerationStore:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.records: dict[str, dict] = {}
+        if self.path.exists():
+            self._load()
+
+    def _load(self) -> None:
+        raw = self.path.read_bytes()
+        keep = len(raw) if raw.endswith(b"\n") or not raw else raw.rfind(b"\n") + 1
+        if keep < len(raw):  # a line cut off by a crash: drop it so appends stay line-aligned
+            with open(self.path, "r+b") as f:
+                f.truncate(keep)
+        for number, line in enumerate(raw[:keep].splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(self.path, number, None, f"not JSON ({err.msg}); move the file away to regenerate") \
+                    from None
+            if not isinstance(rec, dict) or "key" not in rec or not isinstance(rec.get("samples"), list):
+                raise DataError(self.path, number, "key", "not a generation record (needs 'key' and 'samples')")
+            self.records[rec["key"]] = rec
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.records
+
+    def get(self, key: str) -> dict:
+        return self.records[key]
+
+    def append(self, records: Sequence[dict]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            for rec in records:
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        for rec in records:
+            self.records[rec["key"]] = rec
+
+
+def generate_resumable(engine: Engine, requests: Sequence[Request], params: SamplingParams, store: GenerationStore,
+                       *, template: str, model: str, chunk: int = 64, progress: bool = True,
+                       on_chunk: Callable[[int], None] | None = None) -> list[dict]:
+    """Records for all ``requests`` (in order): those in ``store`` are reused, the rest are generated
+    ``chunk`` prompts at a time and appended after each chunk (a crash loses at most one chunk).
+
+    Each record: ``{key, id, template, params, model, samples: [{text, finish_reason, num_tokens}]}``.
+    With ``params.seed`` set, prompt ``i`` is always sampled with seed ``seed + i`` however the run was
+    interrupted (engines seed prompt ``j`` of a call with ``seed + j``, so each call covers a contiguous
+    run of indices and starts at ``seed + first index``).
+    """
+    keys = [generation_key(r.sample_id, template, params, model) for r in requests]
+    todo = [i for i, k in enumerate(keys) if k not in store]
+    bar = tqdm(total=len(requests), initial=len(requests) - len(todo), desc="generate", unit="prompt",
+               disable=not progress)
+    for idx in _contiguous_chunks(todo, chunk):
+        chunk_params = params if params.seed is None else _with_seed(params, params.seed + idx[0])
+        gens = engine.generate([requests[i].prompt for i in idx], chunk_params)
+        store.append([{
+            "key": keys[i], "id": requests[i].sample_id, "template": template, "params": params.to_dict(),
+            "model": model,
+            "samples": [{"text": s.text, "finish_reason": s.finish_reason, "num_tokens": len(s.token_ids)}
+                        for s in gen.samples],
+        } for i, gen in zip(idx, gens)])
+        bar.update(len(idx))
+        if on_chunk is not None:
+            on_chunk(len(idx))
+    bar.close()
+    return [store.get(k) for k in keys]
+
+
+def _contiguous_chunks(indices: list[int], size: int) -> list[list[int]]:
+    """``indices`` (sorted) cut into runs of consecutive numbers, each at most ``size`` long."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and runs[-1][-1] == i - 1 and len(runs[-1]) < size:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def _with_seed(params: SamplingParams, seed: int) -> SamplingParams:
+    return replace(params, seed=seed)
