@@ -1,0 +1,1 @@
+"""Training: FSDP2 session, SFT, GRPO, DPO, checkpoints."""

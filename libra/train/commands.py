@@ -1,0 +1,34 @@
+"""``libra train {sft,grpo,dpo} --config cfg.yaml key=value ...``: the same command for one process or
+many (``torchrun --nproc_per_node N -m libra train ...``, one or many nodes)."""
+
+from __future__ import annotations
+
+import argparse
+
+from libra.config import load_config
+
+_TRAINERS = {
+    "sft": ("libra.train.sft", "SFTConfig", "train_sft", "supervised fine-tuning on chat rows (assistant tokens)"),
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train with FSDP2 (one process, or many under torchrun)")
+    trainers = p.add_subparsers(dest="trainer", required=True)
+    for name, (_, _, _, help_text) in _TRAINERS.items():
+        t = trainers.add_parser(name, help=help_text,
+                                description=f"{help_text}. Settings come from --config, then key=value overrides "
+                                            "(dotted paths, e.g. optim.lr=2e-5 run.out=runs/x).")
+        t.add_argument("--config", help="YAML file with the settings (defaults: the paper's recipe)")
+        t.add_argument("overrides", nargs="*", metavar="key=value")
+        t.set_defaults(func=_run, trainer_name=name)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import importlib
+
+    module, config_cls, entry, _ = _TRAINERS[args.trainer_name]
+    mod = importlib.import_module(module)
+    cfg = load_config(getattr(mod, config_cls), args.config, args.overrides)
+    getattr(mod, entry)(cfg)
+    return 0

@@ -1,0 +1,33 @@
+"""Config sections shared by the trainers (each trainer adds its own section next to its loop)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass
+class ModelConfig:
+    path: str = ""
+    trust_remote_code: bool = False
+    activation_checkpointing: bool = False
+    liger: bool = False  # Liger-Kernel RMSNorm/RoPE/SwiGLU (CUDA only)
+    mixed_precision: bool | None = None  # bf16 compute with fp32 master weights; default: on for CUDA
+    # "sdpa" packs examples with a block-diagonal mask (O(L^2) memory per row); "flash_attention_2" packs
+    # through position_ids only (varlen kernels; CUDA).
+    attn_implementation: Literal["sdpa", "flash_attention_2"] = "sdpa"
+
+
+@dataclass
+class RunConfig:
+    out: str = "runs/train"
+    seed: int = 0
+    global_batch_size: int = 256  # sequences per optimizer step, whatever the world size
+    micro_batch_size: int = 1  # packed rows per forward/backward on each rank
+    max_steps: int | None = None  # stop early (None: run the configured epochs)
+    save_every: int = 0  # optimizer steps between checkpoints (0: only at the end)
+    keep_last: int = 2
+    log_every: int = 1
+    tensorboard: bool = True
+    export: bool = True  # write the final model as a transformers directory (OUT/final)
+    device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -1,0 +1,59 @@
+"""Config loading: YAML, then dotted overrides, typed, with errors naming source and key."""
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from libra.config import ConfigError, load_config, save_config
+from libra.train.sft import SFTConfig
+
+
+@dataclass
+class Inner:
+    lr: float = 1e-5
+    kind: Literal["a", "b"] = "a"
+    betas: tuple[float, ...] = (0.9, 0.95)
+
+
+@dataclass
+class Outer:
+    name: str = "x"
+    steps: int = 3
+    limit: int | None = None
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("steps: 5\ninner:\n  lr: 2.0e-5\n  kind: b\n")
+    cfg = load_config(Outer, path, ["inner.lr=3e-5", "limit=7", "inner.betas=[0.8, 0.9]", "name=7"])
+    assert cfg == Outer(name="7", steps=5, limit=7, inner=Inner(lr=3e-5, kind="b", betas=(0.8, 0.9)))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("stepz=1", "command line: stepz: unknown key"),
+    ("steps=1.5", "command line: steps: expected int"),
+    ("steps=true", "command line: steps: expected int"),
+    ("inner.kind=c", "command line: inner.kind: expected one of"),
+    ("inner.lr=fast", "command line: inner.lr: expected float"),
+    ("inner=3", "command line: inner: expected a mapping"),
+    ("noequals", "command line: noequals: expected key=value"),
+])
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        load_config(Outer, None, [override])
+
+
+def test_bad_file_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("inner:\n  lr: [1, 2]\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: inner.lr: expected float"):
+        load_config(Outer, path)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(Outer, tmp_path / "missing.yaml")
+
+
+def test_saved_config_loads_back(tmp_path):
+    cfg = load_config(SFTConfig, None, ["model.path=m", "optim.lr=2e-5", "run.max_steps=3"])
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(SFTConfig, tmp_path / "config.yaml") == cfg
