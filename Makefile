@@ -20,10 +20,10 @@ $(STAMP): $(REQS)
 # Full suite: PyTorch backend, Triton kernels under the interpreter (tests/conftest.py sets
 # TRITON_INTERPRET=1 on CPU machines) and the ahead-of-time sm_80/sm_90 compile check.
 test: install
-	$(PY) -m pytest -q -n 2 tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup tests
 
 test-fast: install
-	$(PY) -m pytest -q -n 2 -m "not triton and not slow and not vllm" tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not triton and not slow and not vllm" tests
 
 aot: install
 	$(PY) -m libra_kernels.aot
@@ -31,6 +31,7 @@ aot: install
 bench: install
 	$(PY) -m bench_perf.kernels
 	$(PY) -m bench_perf.logprobs
+	$(PY) -m bench_perf.rollout
 	$(PY) -m pytest -q bench_perf
 
 quickstart: install

@@ -1,5 +1,6 @@
 """The ``libra`` command. Subcommands are added by the parts of the system as they land:
-``libra env`` and ``libra data v2v`` so far.
+``libra env``, ``libra data v2v``, ``libra eval {libra-bench,pairwise,scalar,passk}`` and
+``libra train {sft,grpo,dpo}`` so far.
 
 ``libra env`` reports what this machine offers the kernels and engines (versions, devices, which kernel
 backend "auto" resolves to, whether Triton runs compiled or interpreted): the first thing to paste
@@ -15,8 +16,11 @@ import os
 import platform
 import sys
 
+from libra.config import ConfigError
 from libra.data import commands as data_commands
 from libra.data.jsonl import DataError
+from libra.eval import commands as eval_commands
+from libra.train import commands as train_commands
 
 
 def _version(dist: str) -> str | None:
@@ -74,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--json", action="store_true", help="print JSON instead of a table")
     env.set_defaults(func=_cmd_env)
     data_commands.register(sub)
+    eval_commands.register(sub)
+    train_commands.register(sub)
     return parser
 
 
@@ -81,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except DataError as err:  # bad input: say where, no traceback; finished work is already on disk
+    except (DataError, ConfigError, FileNotFoundError) as err:  # bad input: say where, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -10,7 +10,7 @@ from .sources import load_problems, load_responses
 from .v2v import build
 
 
-def _named_path(text: str) -> tuple[str, Path]:
+def named_path(text: str) -> tuple[str, Path]:
     name, sep, path = text.partition("=")
     if not sep or not name or not path:
         raise argparse.ArgumentTypeError(f"expected SUBSET=PATH, got {text!r}")
@@ -18,12 +18,12 @@ def _named_path(text: str) -> tuple[str, Path]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    data = sub.add_parser("data", help="build judging data (V2V) from problems and sampled responses")
+    data = sub.add_parser("data", help="build judging data (V2V) and preference pairs")
     cmds = data.add_subparsers(dest="data_command", required=True)
     v2v = cmds.add_parser("v2v", help="verifiable reasoning -> verifiable judging (a Libra-Bench-style set)",
                           description="Join responses to problems, strip the chain of thought, label with "
                                       "verify_answer, balance each (subset, model) and write judging rows.")
-    v2v.add_argument("--problems", type=_named_path, action="append", required=True, metavar="SUBSET=PATH",
+    v2v.add_argument("--problems", type=named_path, action="append", required=True, metavar="SUBSET=PATH",
                      help="a problem set with gold answers and the subset name its rows get (repeatable)")
     v2v.add_argument("--responses", type=Path, nargs="+", required=True,
                      help="response files (Qwen2.5-Math harness .jsonl, SkyThought .json, or question/response rows);"
@@ -36,6 +36,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     v2v.add_argument("--timeout", type=float, default=5.0, help="seconds allowed per answer check")
     v2v.add_argument("--workers", type=int, help="verification processes (default: CPU count)")
     v2v.set_defaults(func=run_v2v)
+    pairs = cmds.add_parser("dpo-pairs", help="DPO pairs from a reward model's judgments (paper section 6)",
+                            description="Join judging rows with a judge's predictions.jsonl (libra eval libra-bench) "
+                                        "and pair, per question, judged-correct with judged-wrong responses.")
+    pairs.add_argument("--bench", required=True, help="the judged rows (question, response, id)")
+    pairs.add_argument("--predictions", type=Path, required=True, help="predictions.jsonl of the judge's evaluation")
+    pairs.add_argument("--out", type=Path, required=True, help="pairs (.jsonl): prompt, chosen, rejected")
+    pairs.add_argument("--skip-bad", action="store_true")
+    pairs.set_defaults(func=run_dpo_pairs)
 
 
 def outputs(out: Path) -> dict[str, Path]:
@@ -66,4 +74,15 @@ def run_v2v(args: argparse.Namespace) -> int:
                **result.stats, "agreement_with_source_labels": result.agreement}
     write_json(files["stats"], summary)
     print_v2v_summary(summary, files)
+    return 0
+
+
+def run_dpo_pairs(args: argparse.Namespace) -> int:
+    from .pairs import build_pairs, judged_rows
+
+    judged = judged_rows(args.bench, args.predictions, SkipCounter() if args.skip_bad else None)
+    pairs = build_pairs(judged)
+    write_jsonl(args.out, pairs)
+    print(f"{len(judged)} judged responses over {len({r['question'] for r in judged})} questions -> "
+          f"{len(pairs)} pairs: {args.out}")
     return 0

@@ -34,7 +34,16 @@ class Request:
     prompt: Prompt
 
 
-class GenerationStore:
+class KeyedStore:
+    """Append-only JSON Lines records indexed by their ``key`` field; a later record replaces an earlier one.
+
+    The building block of every resumable step (generations here; scores and answer labels in the eval
+    commands): work is appended as soon as it is done, so a rerun redoes only what is missing.
+    ``required`` names the fields (and their types) a record must have besides ``key``.
+    """
+
+    required: dict[str, type | tuple[type, ...]] = {}
+
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.records: dict[str, dict] = {}
@@ -55,8 +64,10 @@ class GenerationStore:
             except json.JSONDecodeError as err:
                 raise DataError(self.path, number, None, f"not JSON ({err.msg}); move the file away to regenerate") \
                     from None
-            if not isinstance(rec, dict) or "key" not in rec or not isinstance(rec.get("samples"), list):
-                raise DataError(self.path, number, "key", "not a generation record (needs 'key' and 'samples')")
+            if not isinstance(rec, dict) or "key" not in rec or \
+                    any(not isinstance(rec.get(name), kind) for name, kind in self.required.items()):
+                needs = ", ".join(repr(n) for n in ("key", *self.required))
+                raise DataError(self.path, number, "key", f"not a record of this store (needs {needs})")
             self.records[rec["key"]] = rec
 
     def __contains__(self, key: str) -> bool:
@@ -76,6 +87,12 @@ class GenerationStore:
             self.records[rec["key"]] = rec
 
 
+class GenerationStore(KeyedStore):
+    """The generations of a run: records ``{key, id, template, params, model, samples}``."""
+
+    required = {"samples": list}
+
+
 def generate_resumable(engine: Engine, requests: Sequence[Request], params: SamplingParams, store: GenerationStore,
                        *, template: str, model: str, chunk: int = 64, progress: bool = True,
                        on_chunk: Callable[[int], None] | None = None) -> list[dict]:
@@ -83,16 +100,16 @@ def generate_resumable(engine: Engine, requests: Sequence[Request], params: Samp
     ``chunk`` prompts at a time and appended after each chunk (a crash loses at most one chunk).
 
     Each record: ``{key, id, template, params, model, samples: [{text, finish_reason, num_tokens}]}``.
-    With ``params.seed`` set, prompt ``i`` is always sampled with seed ``seed + i`` however the run was
-    interrupted (engines seed prompt ``j`` of a call with ``seed + j``, so each call covers a contiguous
-    run of indices and starts at ``seed + first index``).
+    With ``params.seed`` set, prompt ``i`` is always sampled with seeds from ``seed + i*n`` however the run
+    was interrupted (engines seed prompt ``j`` of a call from ``seed + j*n``, so each call covers a
+    contiguous run of indices and starts at ``seed + first index * n``).
     """
     keys = [generation_key(r.sample_id, template, params, model) for r in requests]
     todo = [i for i, k in enumerate(keys) if k not in store]
     bar = tqdm(total=len(requests), initial=len(requests) - len(todo), desc="generate", unit="prompt",
                disable=not progress)
     for idx in _contiguous_chunks(todo, chunk):
-        chunk_params = params if params.seed is None else _with_seed(params, params.seed + idx[0])
+        chunk_params = params if params.seed is None else _with_seed(params, params.seed + idx[0] * params.n)
         gens = engine.generate([requests[i].prompt for i in idx], chunk_params)
         store.append([{
             "key": keys[i], "id": requests[i].sample_id, "template": template, "params": params.to_dict(),

@@ -100,8 +100,9 @@ def save_tiny(out: str | Path, config: TinyConfig = TinyConfig(), *, texts: Iter
         return out
     tokenizer = train_tokenizer(texts, config.vocab_size)
     model = build_model(tokenizer, config, num_labels=num_labels)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if num_labels is None:  # a sequence classifier does not generate, so it has no generation config
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)

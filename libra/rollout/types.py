@@ -24,8 +24,9 @@ Prompt = Union[str, Sequence[Message], Sequence[int]]
 class SamplingParams:
     """Sampling settings shared by both engines.
 
-    ``seed`` makes a request reproducible: prompt ``i`` of a call is sampled with seed ``seed + i`` on
-    vLLM (per-request generators, so the result does not depend on what else is in the batch).
+    ``seed`` makes a request reproducible: on vLLM the ``n`` samples of prompt ``i`` of a call use seeds
+    ``seed + i*n ... seed + i*n + n - 1`` (per-request generators, so the result does not depend on what
+    else is in the batch, and no two samples of a call share a seed).
     ``logprobs=True`` returns the log-probability of every sampled token under the sampling
     distribution (logits / temperature), the quantity the GRPO trainer recomputes.
     """

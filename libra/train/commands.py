@@ -6,9 +6,13 @@ from __future__ import annotations
 import argparse
 
 from libra.config import load_config
+from libra.train import rejection
 
 _TRAINERS = {
     "sft": ("libra.train.sft", "SFTConfig", "train_sft", "supervised fine-tuning on chat rows (assistant tokens)"),
+    "grpo": ("libra.train.grpo", "GRPOConfig", "train_grpo",
+             "GRPO with clip-higher, k3 KL and the length-penalised verifiable reward (Libra-RM)"),
+    "dpo": ("libra.train.dpo", "DPOConfig", "train_dpo", "DPO on preference pairs (e.g. labelled by a reward model)"),
 }
 
 
@@ -22,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         t.add_argument("--config", help="YAML file with the settings (defaults: the paper's recipe)")
         t.add_argument("overrides", nargs="*", metavar="key=value")
         t.set_defaults(func=_run, trainer_name=name)
+    rejection.register(trainers)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -1,0 +1,193 @@
+"""``libra eval passk``: pass@k of a policy on problem sets with gold answers (MATH-500, AIME ...).
+
+Each problem is sampled ``n`` times; every sample is labelled by the rule-based checker
+(``libra.verify``). pass@k is the unbiased estimator of Chen et al. (2021), 1 - C(n-c, k) / C(n, k) for
+c correct samples of n, averaged over problems; pass@1 is then the mean share of correct samples.
+Generations and labels are both cached in the run directory, so a rerun after a crash generates and
+verifies only what is missing (labels are keyed by the checker version too, so a better checker relabels).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from libra.data.commands import named_path
+from libra.data.jsonl import DataError, write_jsonl
+from libra.data.sources import Problem, load_problems
+from libra.eval.generations import GenerationStore, KeyedStore, Request, generate_resumable
+from libra.eval.lazy_engine import LazyEngine
+from libra.eval.options import (
+    add_engine_arguments,
+    add_output_arguments,
+    add_sampling_arguments,
+    engine_from_args,
+    sampling_from_args,
+)
+from libra.eval.rundir import ResultsTable, content_key, publish, settings, usage_error
+from libra.report.markdown import percent
+from libra.rollout.factory import check_model_dir
+
+DEFAULT_PROMPT = "{question}\nPlease reason step by step, and put your final answer within \\boxed{}."
+
+
+class LabelStore(KeyedStore):
+    """``labels.jsonl``: ``{key, id, labels}``, keyed by generation record, gold answer and checker version."""
+
+    required = {"labels": list}
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased pass@k estimate 1 - C(n-c, k) / C(n, k), as the product prod_{i=n-c+1}^{n} (1 - k/i):
+    no huge binomials, no cancellation."""
+    if not (0 <= c <= n and 1 <= k <= n):
+        raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,4,8, got {text!r}") from None
+    if not ks or ks[0] < 1:
+        raise argparse.ArgumentTypeError(f"every k must be >= 1, got {text!r}")
+    return tuple(ks)
+
+
+def prompt_template(text: str) -> str:
+    """``--prompt-template``: a file holding the template, or the template itself; it must contain {question}."""
+    path = Path(text)
+    template = path.read_text(encoding="utf-8").removesuffix("\n") if path.is_file() else text
+    if "{question}" not in template:
+        raise argparse.ArgumentTypeError(f"the prompt template must contain {{question}}: {text!r}")
+    return template
+
+
+def build_requests(problems: Sequence[Problem], template: str, chat: bool) -> list[Request]:
+    """One request per problem. ``str.replace`` scans only the template, so braces in a question are kept."""
+    out = []
+    for p in problems:
+        text = template.replace("{question}", p.question)
+        out.append(Request(f"{p.subset}/{p.problem_id}", [{"role": "user", "content": text}] if chat else text))
+    return out
+
+
+def label_records(problems: Sequence[Problem], records: Sequence[dict], store: LabelStore, *, timeout: float,
+                  workers: int | None, progress: bool) -> list[list[bool]]:
+    """Correctness of every sample of every record; only records without cached labels are verified."""
+    from libra.verify import CHECKER_VERSION, verify_many
+
+    keys = [content_key(rec["key"], p.gold, CHECKER_VERSION) for p, rec in zip(problems, records)]
+    todo = [i for i, k in enumerate(keys) if k not in store]
+    if todo:
+        flat = verify_many([(s["text"], problems[i].gold) for i in todo for s in records[i]["samples"]],
+                           timeout=timeout, workers=workers, progress=progress)
+        new, pos = [], 0
+        for i in todo:
+            count = len(records[i]["samples"])
+            new.append({"key": keys[i], "id": records[i]["id"], "labels": flat[pos:pos + count]})
+            pos += count
+        store.append(new)
+    return [store.get(k)["labels"] for k in keys]
+
+
+def subset_metrics(rows: Sequence[dict], ks: Sequence[int]) -> dict:
+    """Mean pass@k over problems, mean tokens per sample and the share of samples cut at --max-tokens."""
+    return {"problems": len(rows), **{f"pass@{k}": float(np.mean([r[f"pass@{k}"] for r in rows])) for k in ks},
+            "mean_tokens": float(np.mean([t for r in rows for t in r["num_tokens"]])),
+            "truncated_rate": float(np.mean([f == "length" for r in rows for f in r["finish_reasons"]]))}
+
+
+def register(evals: argparse._SubParsersAction) -> None:
+    p = evals.add_parser("passk", help="pass@k of a policy on problem sets with gold answers",
+                         description="Sample n answers per problem, label them with the rule-based checker, "
+                                     "report unbiased pass@k per subset and their mean. --limit applies to each "
+                                     "problem set.")
+    p.add_argument("--problems", type=named_path, action="append", required=True, metavar="NAME=PATH",
+                   help="a problem set (problem/question + answer) and its name in the report (repeatable)")
+    p.add_argument("--k", type=parse_ks, default=(1, 4, 8), help="comma-separated k values, each <= --n (1,4,8)")
+    p.add_argument("--prompt-template", type=prompt_template, default=DEFAULT_PROMPT,
+                   help="user message with {question} (text or a file); default asks for a \\boxed{} answer")
+    p.add_argument("--raw-prompt", action="store_true",
+                   help="send the prompt as plain text, not as a chat message (models without a chat template)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds allowed per answer check")
+    p.add_argument("--workers", type=int, help="answer-checking processes (default: CPU count)")
+    add_engine_arguments(p)
+    add_sampling_arguments(p, n=8, temperature=0.6)
+    add_output_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, *, engine=None) -> int:
+    """``engine``: an already started engine to use instead of the one the options describe."""
+    if args.k[-1] > args.n:
+        return usage_error("passk", f"--k {','.join(map(str, args.k))} has k > --n {args.n}: pass@k needs k <= n "
+                                    "samples per problem")
+    check_model_dir(args.model)
+    problems: list[Problem] = []
+    for name, path in args.problems:
+        loaded = load_problems(path, name)[:args.limit]
+        if not loaded:
+            raise DataError(path, None, None, "no problems")
+        seen: set[str] = set()
+        for p in loaded:
+            if p.problem_id in seen:
+                raise DataError(path, None, "unique_id", f"duplicate problem id {p.problem_id!r}")
+            seen.add(p.problem_id)
+        problems += loaded
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    template_key = content_key(args.prompt_template, "text" if args.raw_prompt else "chat")
+    own = engine is None
+    engine = LazyEngine(lambda: engine_from_args(args)) if own else engine
+    try:
+        records = generate_resumable(engine, build_requests(problems, args.prompt_template, not args.raw_prompt),
+                                     sampling_from_args(args), GenerationStore(out / "generations.jsonl"),
+                                     template=template_key, model=args.model, chunk=args.chunk,
+                                     progress=not args.no_progress)
+    finally:
+        if own:
+            engine.close()
+    labels = label_records(problems, records, LabelStore(out / "labels.jsonl"), timeout=args.timeout,
+                           workers=args.workers, progress=not args.no_progress)
+    from libra.verify import extract_answer
+
+    rows = [{"id": rec["id"], "subset": p.subset, "problem_id": p.problem_id, "gold": p.gold,
+             "correct": sum(marks), "n": len(marks),
+             **{f"pass@{k}": pass_at_k(len(marks), sum(marks), k) for k in args.k},
+             "labels": marks, "answers": [extract_answer(s["text"]) for s in rec["samples"]],
+             "finish_reasons": [s["finish_reason"] for s in rec["samples"]],
+             "num_tokens": [s["num_tokens"] for s in rec["samples"]]}
+            for p, rec, marks in zip(problems, records, labels)]
+    files = {"generations": out / "generations.jsonl", "labels": out / "labels.jsonl",
+             "predictions": out / "predictions.jsonl", "plot": out / "passk.png"}
+    write_jsonl(files["predictions"], rows)
+    subsets = {name: subset_metrics([r for r in rows if r["subset"] == name], args.k)
+               for name in dict.fromkeys(p.subset for p in problems)}
+    average = {f"pass@{k}": float(np.mean([m[f"pass@{k}"] for m in subsets.values()])) for k in args.k}
+    from libra.report.curves import passk_curves
+
+    curves = {name: {k: m[f"pass@{k}"] for k in args.k} for name, m in subsets.items()}
+    if len(subsets) > 1:
+        curves["mean"] = {k: average[f"pass@{k}"] for k in args.k}
+    passk_curves(curves, files["plot"], f"{Path(args.model).name}: pass@k (n={args.n}, T={args.temperature:g})")
+    results = {"benchmark": "passk", "settings": settings(args), "prompt_template": args.prompt_template,
+               "n": args.n, "k": list(args.k), "subsets": subsets, "mean": average}
+    table = ResultsTable(f"pass@k of {Path(args.model).name} (n={args.n}, temperature {args.temperature:g})",
+                         ["subset", "problems", *[f"pass@{k}" for k in args.k], "mean tokens", "truncated"],
+                         [[name, m["problems"], *[percent(m[f"pass@{k}"]) for k in args.k],
+                           f"{m['mean_tokens']:.0f}", percent(m["truncated_rate"])] for name, m in subsets.items()]
+                         + [["mean", sum(m["problems"] for m in subsets.values()),
+                             *[percent(average[f"pass@{k}"]) for k in args.k], "", ""]])
+    notes = [f"pass@k: unbiased estimator 1 - C(n-c, k)/C(n, k) over n = {args.n} samples per problem (c correct), "
+             "averaged over problems; `mean` is the unweighted mean over subsets. Samples are labelled by the "
+             "rule-based answer checker (last \\boxed{} answer against the gold answer).",
+             "![pass@k](passk.png)"]
+    publish(out, results, table, notes, files)
+    return 0

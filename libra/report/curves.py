@@ -1,0 +1,88 @@
+"""Plots of the evaluation commands (pairwise judging, scalar reward models, pass@k), as PNG files.
+
+Matplotlib's object API on a bare ``Figure`` renders with Agg and touches no global pyplot state, so
+plotting works on headless machines and from worker threads alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def pairwise_bars(groups: Mapping[str, Mapping[str, float]], path: Path, title: str) -> Path:
+    """Horizontal bars of accuracy, accuracy (both orders) and consistency, one group of bars per row."""
+    metrics = (("accuracy", "accuracy"), ("accuracy_both", "accuracy, both orders"), ("consistency", "consistency"))
+    names = list(groups)
+    fig = Figure(figsize=(8, 1.2 + 0.45 * len(names)))
+    ax = fig.add_subplot()
+    y = np.arange(len(names))
+    height = 0.8 / len(metrics)
+    for i, (key, label) in enumerate(metrics):
+        ax.barh(y + (i - 1) * height, [100 * groups[n][key] for n in names], height, label=label)
+    ax.set_yticks(y, [f"{n} (n={groups[n]['n']})" for n in names])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("%")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize="small")
+    return _save(fig, path)
+
+
+def score_histogram(scores: Sequence[float], labels: Sequence[bool], thresholds: Mapping[str, float],
+                    path: Path, title: str) -> Path:
+    """Reward-model scores of correct and of incorrect responses, with the threshold(s) drawn across."""
+    scores, labels = np.asarray(scores, dtype=float), np.asarray(labels, dtype=bool)
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
+    bins = np.histogram_bin_edges(scores, bins=min(50, max(5, len(scores) // 10)))
+    ax.hist(scores[labels], bins=bins, alpha=0.6, label=f"correct (n={labels.sum()})")
+    ax.hist(scores[~labels], bins=bins, alpha=0.6, label=f"incorrect (n={(~labels).sum()})")
+    for (name, value), style in zip(thresholds.items(), ("-", "--", ":")):
+        ax.axvline(value, color="black", linestyle=style, label=f"{name} = {value:.4g}")
+    ax.set_xlabel("score")
+    ax.set_ylabel("responses")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def threshold_curve(thresholds: Sequence[float], averages: Sequence[float], best: float, path: Path,
+                    title: str) -> Path:
+    """Average-over-subsets accuracy as a function of the decision threshold, the best one marked."""
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
+    ax.plot(thresholds, 100 * np.asarray(averages), marker=".", markersize=3)
+    ax.axvline(best, color="black", linestyle="--", label=f"best threshold = {best:.4g}")
+    ax.set_xlabel("threshold (score >= threshold is judged correct)")
+    ax.set_ylabel("average accuracy (%)")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def passk_curves(curves: Mapping[str, Mapping[int, float]], path: Path, title: str) -> Path:
+    """pass@k against k (log2 axis), one line per subset."""
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
+    for name, curve in curves.items():
+        ks = sorted(curve)
+        ax.plot(ks, [100 * curve[k] for k in ks], marker="o", label=name)
+    ks = sorted({k for curve in curves.values() for k in curve})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("k")
+    ax.set_ylabel("pass@k (%)")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return _save(fig, path)

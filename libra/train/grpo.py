@@ -1,0 +1,356 @@
+"""GRPO with clip-higher, k3 KL and the length-penalised verifiable reward: the Libra-RM recipe (paper
+section 4.3 and Appendix D; defaults below are the paper's).
+
+One rollout step:
+  1. take ``prompts_per_step`` prompts from the seeded prompt stream (each rank a contiguous share);
+  2. generate ``n`` rollouts per prompt with the rollout engine, which holds the current weights;
+  3. score each (``is_correct - length penalty``), group advantages (``libra_kernels.group_advantages``);
+     with dynamic sampling, drop groups whose rewards all agree and refill from the stream;
+  4. old and reference log-probs with ``libra_kernels.linear_token_logprobs`` on the LM head (no logits);
+  5. ``ppo_epochs`` passes over mini-batches of ``global_batch_size`` prompts, each one optimizer step on
+     ``libra_kernels.linear_grpo_loss`` (eps 0.2 / 0.28, k3 KL 1e-3, the paper's sequence-mean aggregation);
+  6. push the new weights into the engine.
+Every rank runs its own engine on its share of prompts; losses are normalised by global counts so a
+step means the same at any world size. Metrics per step: reward, accuracy, clip fractions, ppo_kl, KL,
+entropy, response length, rollout/trainer log-prob mismatch, time per stage and tokens/s.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+
+import libra_kernels as lk
+from libra.data.jsonl import SkipCounter
+from libra.rewards import L_EXP, L_MAX
+from libra.rollout.logprob_check import logprob_mismatch
+from libra.rollout.types import SamplingParams
+from libra.train.config import ModelConfig, RunConfig
+from libra.train.model import FusedHeadLM, full_state_dict, load_causal_lm, shard
+from libra.train.optim import OptimConfig
+from libra.train.packing import Example, batch_inputs
+from libra.train.rl_tasks import RLItem, load_rl_items, score
+from libra.train.session import TrainSession
+
+
+@dataclass
+class GRPODataConfig:
+    train: str = ""  # JSONL of judging rows and/or reasoning problems (see rl_tasks.py)
+    task: Literal["pointwise", "verification", "pairwise", "reasoning"] = "pointwise"
+    template: str = "pointwise"  # judging prompt template: builtin name or file
+    prompts_per_step: int = 256
+    epochs: int = 1
+    skip_bad: bool = False
+
+
+@dataclass
+class RolloutConfig:
+    engine: Literal["vllm", "hf"] = "vllm"
+    n: int = 8
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = L_MAX
+    max_model_len: int | None = None
+    gpu_memory_utilization: float = 0.5  # the trainer shares the device (the engine sleeps during updates)
+    dynamic_sampling: bool = False  # drop groups whose rewards all agree, then refill from the stream
+    max_refill_rounds: int = 3
+
+
+@dataclass
+class GRPOLossConfig:
+    eps_low: float = 0.2
+    eps_high: float = 0.28
+    dual_clip: float | None = None
+    kl_coef: float = 1e-3  # 0 turns the reference model off (RL-zero)
+    kl_kind: Literal["k1", "k2", "k3", "abs"] = "k3"
+    agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"] = "seq-mean-token-mean"
+    ppo_epochs: int = 1
+
+
+@dataclass
+class RewardConfig:
+    l_exp: int = L_EXP
+    l_max: int = L_MAX
+    threshold: int = 2  # pointwise score >= threshold means "correct"
+
+
+@dataclass
+class GRPOConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: GRPODataConfig = field(default_factory=GRPODataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    loss: GRPOLossConfig = field(default_factory=GRPOLossConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-6, schedule="constant", warmup_ratio=0.03))
+    run: RunConfig = field(default_factory=lambda: RunConfig(out="runs/grpo", global_batch_size=256,
+                                                              micro_batch_size=4))
+
+
+@dataclass
+class Rollout:
+    group: int
+    prompt_ids: list[int]
+    response_ids: list[int]
+    engine_logp: list[float]
+    reward: float
+    correct: bool
+    truncated: bool
+    advantage: float = 0.0
+    old_logp: torch.Tensor | None = None
+    ref_logp: torch.Tensor | None = None
+
+    def example(self) -> Example:
+        return Example(self.prompt_ids + self.response_ids, [0] * len(self.prompt_ids) + [1] * len(self.response_ids))
+
+
+class PromptStream:
+    """An endless, seeded sequence of prompt indices (a fresh permutation per epoch); ``cursor`` is the
+    only state, saved in checkpoints, so a resumed run sees the same prompts."""
+
+    def __init__(self, n: int, seed: int, cursor: int = 0):
+        self.n, self.seed, self.cursor = n, seed, cursor
+
+    def take(self, k: int) -> list[int]:
+        out = []
+        while len(out) < k:
+            epoch, offset = divmod(self.cursor, self.n)
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch)).tolist()
+            chunk = order[offset:offset + k - len(out)]
+            out += chunk
+            self.cursor += len(chunk)
+        return out
+
+
+@contextmanager
+def _without_torchrun_env():
+    """vLLM's workers read RANK/WORLD_SIZE/... if present and would try to join the trainer's group."""
+    names = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "MASTER_ADDR",
+             "MASTER_PORT", "TORCHELASTIC_RUN_ID")
+    saved = {k: os.environ.pop(k) for k in names if k in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def start_engine(cfg: GRPOConfig, seed: int):
+    from libra.rollout.factory import make_engine
+
+    with _without_torchrun_env():
+        kwargs = {} if cfg.rollout.engine == "hf" else {"max_model_len": cfg.rollout.max_model_len,
+                                                          "gpu_memory_utilization": cfg.rollout.gpu_memory_utilization}
+        return make_engine(cfg.rollout.engine, cfg.model.path, seed=seed,
+                           trust_remote_code=cfg.model.trust_remote_code, **kwargs)
+
+
+def generate_and_score(engine, items: list[RLItem], base_seed: int, cfg: GRPOConfig, first_group: int
+                       ) -> list[Rollout]:
+    r = cfg.rollout
+    params = SamplingParams(n=r.n, temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_tokens,
+                            seed=base_seed, logprobs=True)
+    gens = engine.generate([it.prompt for it in items], params)
+    out = []
+    for g, (item, gen) in enumerate(zip(items, gens)):
+        for s in gen.samples:
+            sc = score(item, s.text, len(s.token_ids), l_exp=cfg.reward.l_exp, l_max=cfg.reward.l_max,
+                       threshold=cfg.reward.threshold)
+            out.append(Rollout(first_group + g, list(gen.prompt_token_ids), list(s.token_ids), list(s.logprobs),
+                               sc.reward, sc.correct, s.finish_reason == "length"))
+    return out
+
+
+def _aligned(rows: list[Rollout], values: list, mask: torch.Tensor) -> torch.Tensor:
+    """Per-response-token values placed at the positions that predict those tokens (mask == 1)."""
+    out = torch.zeros_like(mask)
+    for r, v in enumerate(values):
+        out[r, mask[r] > 0] = torch.as_tensor(v, dtype=out.dtype)
+    return out
+
+
+def _micro_batches(rollouts: list[Rollout], size: int) -> list[list[Rollout]]:
+    return [rollouts[i:i + size] for i in range(0, len(rollouts), size)]
+
+
+def _passes(local: int) -> int:
+    """The number of forward/backward passes every rank makes: FSDP collectives need the same count."""
+    t = torch.tensor(local)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t)
+
+
+def _inputs(rows: list[Rollout] | None, pad: int, device) -> dict:
+    examples = [[r.example()] for r in rows] if rows else [[Example([pad], [0])]]
+    return {k: v.to(device) for k, v in batch_inputs(examples, pad).items()}
+
+
+@torch.no_grad()
+def compute_logprobs(model, rollouts: list[Rollout], micro: int, pad: int, device, attr: str, temperature: float
+                     ) -> None:
+    """Fill ``attr`` ("old_logp" or "ref_logp") of every rollout with the model's response-token log-probs
+    under the sampling temperature (the distribution the engine sampled from)."""
+    batches = _micro_batches(rollouts, micro)
+    for i in range(_passes(len(batches))):
+        rows = batches[i] if i < len(batches) else None
+        x = _inputs(rows, pad, device)
+        logp = model(x["input_ids"], lambda h, w, b: lk.linear_token_logprobs(h, w, x["targets"], bias=b,
+                                                                               temperature=temperature),
+                     attention_mask=x["attention_mask"], position_ids=x["position_ids"])
+        for r, row in enumerate(rows or []):
+            setattr(row, attr, logp[r][x["loss_mask"][r] > 0].float().cpu())
+
+
+def update(session: TrainSession, cfg: GRPOConfig, mini: list[Rollout], pad: int) -> dict:
+    """One optimizer step on a mini-batch of rollouts (this rank's share)."""
+    world, model, loss_cfg = session.world, session.model, cfg.loss
+    seqs, toks = len(mini), sum(len(r.response_ids) for r in mini)
+    global_seqs, global_toks = session.global_sum(seqs, toks)
+    batches = _micro_batches(mini, cfg.run.micro_batch_size)
+    n = _passes(len(batches))
+    sums = {"clipfrac_high": 0.0, "clipfrac_low": 0.0, "ppo_kl": 0.0, "kl": 0.0, "entropy": 0.0}
+    for i in range(n):
+        session.sync_gradients(i == n - 1)
+        rows = batches[i] if i < len(batches) else None
+        x = _inputs(rows, pad, world.device)
+        mask = x["loss_mask"]
+        rows_ = rows or []
+        old = _aligned(rows_, [r.old_logp for r in rows_], mask)
+        ref = _aligned(rows_, [r.ref_logp for r in rows_], mask) if loss_cfg.kl_coef > 0 else None
+        adv = torch.tensor([r.advantage for r in rows_] or [0.0], device=world.device)
+
+        def head(h, w, b):
+            return lk.linear_grpo_loss(h, w, x["targets"], old, adv, mask, bias=b, ref_logp=ref,
+                                       temperature=cfg.rollout.temperature,
+                                       eps_low=loss_cfg.eps_low, eps_high=loss_cfg.eps_high,
+                                       dual_clip=loss_cfg.dual_clip, kl_coef=loss_cfg.kl_coef,
+                                       kl_kind=loss_cfg.kl_kind, agg=loss_cfg.agg, return_entropy=True)
+
+        loss, stats = model(x["input_ids"], head, attention_mask=x["attention_mask"], position_ids=x["position_ids"])
+        local_seqs, local_toks = len(rows_), float(mask.sum())
+        share = local_toks / max(global_toks, 1) if loss_cfg.agg == "token-mean" else local_seqs / max(global_seqs, 1)
+        (loss * share * world.world_size).backward()
+        for k in sums:
+            if k in stats:
+                sums[k] += float(stats[k]) * local_toks
+    step = session.optimizer_step()
+    totals = session.global_sum(*sums.values())
+    return {**step, **{k: v / max(global_toks, 1) for k, v in zip(sums, totals)}}
+
+
+def _select(rollouts: list[Rollout], n: int, dynamic: bool) -> list[Rollout]:
+    """Group advantages; with dynamic sampling, only groups whose rewards differ are kept."""
+    if not rollouts:
+        return []
+    rewards = torch.tensor([r.reward for r in rollouts], dtype=torch.float32)
+    adv = lk.group_advantages(rewards, n)
+    for r, a in zip(rollouts, adv.tolist()):
+        r.advantage = a
+    if not dynamic:
+        return rollouts
+    spread = rewards.view(-1, n).std(dim=1, unbiased=False) > 0
+    return [r for i, r in enumerate(rollouts) if spread[i // n]]
+
+
+def train_grpo(cfg: GRPOConfig) -> None:
+    from transformers import AutoTokenizer
+
+    from libra.rollout.factory import check_model_dir
+
+    check_model_dir(cfg.model.path)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
+    skipped = SkipCounter() if cfg.data.skip_bad else None
+    items = load_rl_items(cfg.data.train, cfg.data.task, cfg.data.template, skipped)
+    P, G = cfg.data.prompts_per_step, cfg.run.global_batch_size
+    if not items:
+        raise ValueError(f"{cfg.data.train}: no usable prompts")
+    if P % G:
+        raise ValueError(f"data.prompts_per_step={P} must be a multiple of run.global_batch_size={G}")
+    updates_per_step = cfg.loss.ppo_epochs * (P // G)
+    rollout_steps = max(1, -(-len(items) * cfg.data.epochs // P))
+    total = rollout_steps * updates_per_step
+    total = min(total, cfg.run.max_steps) if cfg.run.max_steps else total
+    session = TrainSession(cfg, total_steps=total, desc="grpo")
+    world = session.world
+    if P % world.world_size:
+        raise ValueError(f"data.prompts_per_step={P} must be a multiple of the world size {world.world_size}")
+    reference = None
+    if cfg.loss.kl_coef > 0:
+        reference = shard(FusedHeadLM(load_causal_lm(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)),
+                          world, mixed_precision=world.device.type == "cuda").eval()
+    stream = PromptStream(len(items), cfg.run.seed, session.state.get("cursor", 0))
+    engine = start_engine(cfg, cfg.run.seed)
+    if session.resumed_from is not None:
+        engine.update_weights(full_state_dict(session.model).items())
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    share = P // world.world_size
+    try:
+        while not session.done:
+            t0 = time.perf_counter()
+            rollouts: list[Rollout] = []
+            kept: list[Rollout] = []
+            for round_ in range(1 + (cfg.rollout.max_refill_rounds if cfg.rollout.dynamic_sampling else 0)):
+                start = stream.cursor
+                chosen = stream.take(P)[world.rank * share:(world.rank + 1) * share]
+                seed = cfg.run.seed * 1_000_003 + (start + world.rank * share) * cfg.rollout.n  # unique per sample
+                batch = generate_and_score(engine, [items[i] for i in chosen], seed, cfg, first_group=round_ * share)
+                rollouts += batch
+                kept += _select(batch, cfg.rollout.n, cfg.rollout.dynamic_sampling)
+                (global_kept,) = session.global_sum(len(kept) // cfg.rollout.n)
+                if not cfg.rollout.dynamic_sampling or global_kept >= P:
+                    break
+            engine.sleep()
+            t1 = time.perf_counter()
+            session.model.eval()
+            compute_logprobs(session.model, kept, cfg.run.micro_batch_size, pad, world.device, "old_logp",
+                             cfg.rollout.temperature)
+            if reference is not None:
+                compute_logprobs(reference, kept, cfg.run.micro_batch_size, pad, world.device, "ref_logp",
+                                 cfg.rollout.temperature)
+            t2 = time.perf_counter()
+            session.model.train()
+            groups = sorted({r.group for r in kept})
+            rng = random.Random(cfg.run.seed * 7919 + session.step)
+            update_stats = []
+            for _ in range(cfg.loss.ppo_epochs):
+                rng.shuffle(groups)
+                parts = [set(groups[i::P // G]) for i in range(P // G)]
+                for part in parts:
+                    update_stats.append(update(session, cfg, [r for r in kept if r.group in part], pad))
+            t3 = time.perf_counter()
+            engine.wake_up()
+            engine.update_weights(full_state_dict(session.model).items())
+            t4 = time.perf_counter()
+            session.logger.log(session.step, _step_metrics(session, rollouts, kept, update_stats, (t0, t1, t2, t3, t4)))
+            session.maybe_save({"cursor": stream.cursor})
+        session.finish({"cursor": stream.cursor})
+    finally:
+        engine.close()
+        session.close()
+
+
+def _step_metrics(session: TrainSession, rollouts: list[Rollout], kept: list[Rollout], updates: list[dict],
+                  times: tuple[float, ...]) -> dict:
+    mismatch = logprob_mismatch([r.engine_logp for r in kept], [r.old_logp for r in kept]) if kept else None
+    sums = session.global_sum(
+        len(rollouts), sum(r.reward for r in rollouts), sum(r.correct for r in rollouts),
+        sum(len(r.response_ids) for r in rollouts), sum(r.truncated for r in rollouts), len(kept),
+        mismatch["mean_abs"] * mismatch["tokens"] if mismatch else 0.0, mismatch["tokens"] if mismatch else 0,
+        sum(len(r.prompt_ids) + len(r.response_ids) for r in rollouts))
+    n, reward, correct, length, truncated, kept_n, mm_sum, mm_tokens, all_tokens = sums
+    t0, t1, t2, t3, t4 = times
+    last = updates[-1] if updates else {}
+    return {
+        "reward": reward / n, "accuracy": correct / n, "response_length": length / n, "truncated": truncated / n,
+        "kept_fraction": kept_n / n, "logprob_mismatch": mm_sum / mm_tokens if mm_tokens else 0.0,
+        **{k: sum(u[k] for u in updates) / len(updates) for k in ("clipfrac_high", "clipfrac_low", "ppo_kl", "kl",
+                                                                  "entropy", "grad_norm") if updates},
+        "lr": last.get("lr", 0.0), "skipped": sum(u["skipped"] for u in updates),
+        "time_generate": t1 - t0, "time_logprobs": t2 - t1, "time_update": t3 - t2, "time_sync": t4 - t3,
+        "tokens_per_s": all_tokens / (t4 - t0), "generate_tokens_per_s": length / max(t1 - t0, 1e-9),
+    }

@@ -1,0 +1,81 @@
+"""Verifiable RL prompts and their rewards (paper section 4.3): judging rows scored against their
+correctness label, and reasoning problems scored against their gold answer, both with Eq. 3's
+``is_correct - length penalty``.
+
+Rows (JSONL): a judging row has ``question``, ``response`` and a ``label`` (bool; for pairwise:
+``response_a``, ``response_b`` and ``label`` "A"/"B"/"tie"); a reasoning row has ``question`` (or
+``problem``) and ``answer``. ``task`` in a row overrides the file-wide ``data.task``, so one file can
+mix judging and non-judging prompts as the paper's RL set does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from libra.data.jsonl import DataError, Record, SkipCounter, read_jsonl, reject
+from libra.judge import render
+from libra.rewards import judging_reward, length_penalty, reasoning_reward
+
+Task = Literal["pointwise", "verification", "pairwise", "reasoning"]
+TASKS = ("pointwise", "verification", "pairwise", "reasoning")
+REASONING_PROMPT = "{question}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+
+
+@dataclass
+class RLItem:
+    id: str
+    task: str
+    prompt: list[dict]  # chat messages
+    label: bool | str  # judging: the gold verdict; reasoning: the gold answer
+
+
+@dataclass(frozen=True)
+class Scored:
+    reward: float
+    correct: bool
+
+
+def _item(rec: Record, default_task: str, template: str) -> RLItem:
+    task = rec.get("task", str, required=False, default=default_task)
+    if task not in TASKS:
+        raise DataError(rec.path, rec.line, "task", f"unknown task {task!r}; one of {', '.join(TASKS)}")
+    question = rec.data.get("question", rec.data.get("problem"))
+    if not isinstance(question, str):
+        raise DataError(rec.path, rec.line, "question", "missing (or 'problem'), or not a string")
+    rid = str(rec.data.get("id", rec.line))
+    if task == "reasoning":
+        answer = rec.get("answer", (str, int, float))
+        return RLItem(rid, task, [{"role": "user", "content": REASONING_PROMPT.format(question=question)}], str(answer))
+    if task == "pairwise":
+        label = rec.get("label", str)
+        if label not in ("A", "B", "tie"):
+            raise DataError(rec.path, rec.line, "label", f"a pairwise label is 'A', 'B' or 'tie', got {label!r}")
+        text = render(template if template != "pointwise" else "pairwise", question=question,
+                      response_a=rec.get("response_a", str), response_b=rec.get("response_b", str))
+        return RLItem(rid, task, [{"role": "user", "content": text}], label)
+    label = rec.get("label", bool)
+    name = "verification" if task == "verification" and template == "pointwise" else template
+    return RLItem(rid, task, [{"role": "user", "content": render(name, question=question,
+                                                                   response=rec.get("response", str))}], label)
+
+
+def load_rl_items(path: str, task: str, template: str, skip_bad: SkipCounter | None = None) -> list[RLItem]:
+    """``template`` renders judging prompts: a builtin name ("pointwise", ...) or a template file."""
+    items = []
+    for rec in read_jsonl(path, skip_bad=skip_bad):
+        try:
+            items.append(_item(rec, task, template))
+        except (DataError, ValueError) as err:
+            reject(err if isinstance(err, DataError) else DataError(rec.path, rec.line, None, str(err)), skip_bad)
+    return items
+
+
+def score(item: RLItem, text: str, length: int, *, l_exp: int, l_max: int, threshold: int = 2) -> Scored:
+    """Eq. 3 for one rollout of ``item``; ``correct`` is the is_correct term alone (for accuracy logs)."""
+    if item.task == "reasoning":
+        reward = reasoning_reward(text, item.label, length=length, l_exp=l_exp, l_max=l_max)
+    else:
+        reward = judging_reward(text, item.label, length=length, kind=item.task, threshold=threshold,
+                                l_exp=l_exp, l_max=l_max)
+    return Scored(reward, reward + length_penalty(length, l_exp, l_max) > 0.5)

@@ -1,0 +1,136 @@
+"""`libra eval passk`: the estimator against enumeration, end to end on real problem sets with a tiny policy,
+generations and labels reused on reruns, bad input, and one run on vLLM."""
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from libra.cli import build_parser, main
+from libra.eval.passk import pass_at_k
+from libra.models.tiny import save_tiny
+from libra.rollout import HFEngine
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+MATH500, AIME2025 = DATA / "math500" / "test.jsonl", DATA / "aime2025" / "test.jsonl"
+
+
+class CountingEngine(HFEngine):
+    """The real engine, counting the prompts it is asked to generate for."""
+
+    def __init__(self, model):
+        super().__init__(str(model))
+        self.prompts = 0
+
+    def generate(self, prompts, params, **kwargs):
+        self.prompts += len(prompts)
+        return super().generate(prompts, params, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory):
+    return save_tiny(tmp_path_factory.mktemp("policy"))
+
+
+def _args(model, out, *problems, extra=()):
+    problems = problems or (f"math500={MATH500}", f"aime2025={AIME2025}")
+    return ["eval", "passk", *[a for p in problems for a in ("--problems", str(p))], "--model", str(model),
+            "--engine", "hf", "--n", "4", "--k", "1,2,4", "--max-tokens", "12", "--limit", "2", "--workers", "1",
+            "--out", str(out), "--no-progress", *extra]
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("n", range(1, 7))
+def test_pass_at_k_equals_enumeration_over_subsets(n):
+    for c in range(n + 1):
+        correct = [True] * c + [False] * (n - c)
+        for k in range(1, n + 1):
+            subsets = list(itertools.combinations(correct, k))
+            assert pass_at_k(n, c, k) == pytest.approx(sum(any(s) for s in subsets) / len(subsets), abs=1e-12)
+
+
+def test_pass_at_k_is_stable_for_large_n():
+    assert pass_at_k(1000, 1, 1) == pytest.approx(0.001)
+    exact = 1 - math.comb(100, 100) / math.comb(200, 100)  # 1 - 1/C(200,100): a binomial near 1e58
+    assert pass_at_k(200, 100, 100) == pytest.approx(exact, abs=1e-15)
+    assert pass_at_k(256, 3, 8) == pytest.approx(1 - math.comb(253, 8) / math.comb(256, 8), rel=1e-12)
+    with pytest.raises(ValueError):
+        pass_at_k(4, 1, 5)
+
+
+def test_end_to_end_then_relabel_without_regenerating(policy, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_args(policy, out)) == 0
+    assert "pass@k of" in capsys.readouterr().out
+    rows = _read(out / "predictions.jsonl")
+    assert [r["subset"] for r in rows] == ["math500"] * 2 + ["aime2025"] * 2
+    assert all(len(r["labels"]) == r["n"] == 4 for r in rows)
+    assert matplotlib.image.imread(out / "passk.png").ndim == 3
+
+    # New gold answers: each problem's gold becomes the answer its first sample gave, so some samples are
+    # right. The prompts and ids are unchanged, so generations are reused; the labels are recomputed.
+    golds = {r["id"]: next((a for a in r["answers"] if a), "no answer") for r in rows}
+    files = []
+    for name, source in (("math500", MATH500), ("aime2025", AIME2025)):
+        lines = source.read_text().splitlines()[:2]
+        recs = [json.loads(line) for line in lines]
+        for number, rec in enumerate(recs, start=1):
+            rec["answer"] = golds[f"{name}/{rec.get('unique_id', number)}"]
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+        files.append(f"{name}={path}")
+    engine = CountingEngine(policy)
+    args = build_parser().parse_args(_args(policy, out, *files))
+    assert args.func(args, engine=engine) == 0
+    assert engine.prompts == 0
+    rows = _read(out / "predictions.jsonl")
+    assert sum(r["correct"] for r in rows) >= sum(any(r["answers"]) for r in rows) >= 1
+    results = json.loads((out / "results.json").read_text())
+    for r in rows:
+        assert r["correct"] == sum(r["labels"])
+        for k in (1, 2, 4):
+            assert r[f"pass@{k}"] == pytest.approx(pass_at_k(4, r["correct"], k))
+        assert r["pass@1"] == pytest.approx(np.mean(r["labels"]))
+    for name, metrics in results["subsets"].items():
+        mine = [r for r in rows if r["subset"] == name]
+        for k in (1, 2, 4):
+            assert metrics[f"pass@{k}"] == pytest.approx(np.mean([r[f"pass@{k}"] for r in mine]))
+    assert results["mean"]["pass@4"] == pytest.approx(np.mean([m["pass@4"] for m in results["subsets"].values()]))
+    assert results["subsets"]["math500"]["pass@1"] <= results["subsets"]["math500"]["pass@4"]
+
+    labels_before = (out / "labels.jsonl").read_text()
+    assert args.func(args, engine=engine) == 0  # everything cached: nothing generated, nothing verified again
+    assert engine.prompts == 0 and (out / "labels.jsonl").read_text() == labels_before
+    assert _read(out / "predictions.jsonl") == rows
+
+
+def test_bad_inputs_exit_2(policy, tmp_path, capsys):
+    assert main(_args(policy, tmp_path / "o1", extra=("--k", "1,8"))) == 2
+    assert "k > --n 4" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"problem": "1+1?", "answer": "2"}\n{"problem": "2+2?"}\n')
+    assert main(_args(policy, tmp_path / "o2", f"toy={bad}")) == 2
+    assert "bad.jsonl:2: answer: missing field" in capsys.readouterr().err
+    assert main(_args(tmp_path / "no-model", tmp_path / "o3")) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(_args(policy, tmp_path / "o4", extra=("--prompt-template", "no placeholder")))
+    assert "{question}" in capsys.readouterr().err
+
+
+@pytest.mark.vllm
+def test_passk_runs_on_vllm(tmp_path):
+    out = tmp_path / "run"
+    args = _args(save_tiny(tmp_path / "policy"), out)
+    args[args.index("hf")] = "vllm"
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["subsets"]) == {"math500", "aime2025"}
+    assert all(len(r["labels"]) == 4 for r in _read(out / "predictions.jsonl"))

@@ -1,0 +1,208 @@
+"""`libra eval libra-bench` end to end with a real tiny judge: files, consistency, errors, resume, vLLM.
+
+The tiny judge's weights are random, so its verdicts are mostly invalid; to check the metrics on real
+numbers, a test rewrites the cached judgments with known verdicts and reruns, which rescoring only.
+"""
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from matplotlib.image import imread
+
+from libra.cli import build_parser, main
+from libra.eval import libra_bench
+from libra.judge import parse_pointwise
+from libra.models.tiny import TinyConfig, save_tiny
+from libra.rollout import HFEngine
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+# The pointwise prompt alone is ~1,900 tokens for the tiny tokenizer; real responses add thousands.
+CONTEXT = 16384
+VERDICTS = ["[[score=4]]", "I think [[score=0]]", "[[score=2]]", "no verdict", "<think>[[score=0]]</think>[[score=3]]"]
+
+
+@pytest.fixture(scope="module")
+def judge(tmp_path_factory):
+    return save_tiny(tmp_path_factory.mktemp("judge"), TinyConfig(max_position_embeddings=CONTEXT))
+
+
+@pytest.fixture
+def bench(tmp_path):
+    path = tmp_path / "bench.jsonl"
+    rows = [{"id": f"r{i}", "subset": "aime" if i < 2 else "math", "source_model": f"m{i % 3}",
+             "question": f"What is {i} + {i}?", "response": f"The answer is {2 * i + i % 2}.", "label": i % 2 == 0}
+            for i in range(6)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _argv(model, bench, out, *extra):
+    return ["eval", "libra-bench", "--model", str(model), "--engine", "hf", "--bench", str(bench), "--out", str(out),
+            "--max-tokens", "6", "--chunk", "2", "--no-progress", *extra]
+
+
+def _read(out):
+    results = json.loads((out / "results.json").read_text())
+    predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    return results, predictions
+
+
+def _check_consistent(results, predictions, generations):
+    """results.json recomputed by hand from predictions.jsonl, and predictions from generations.jsonl."""
+    metrics = results["metrics"]
+    right = [p["pred"] == p["label"] for p in predictions]
+    assert metrics["n"] == len(predictions)
+    assert metrics["accuracy"] == pytest.approx(sum(right) / len(right))
+    subsets = sorted({p["subset"] for p in predictions})
+    by_subset = {s: [r for r, p in zip(right, predictions) if p["subset"] == s] for s in subsets}
+    for s in subsets:
+        assert metrics["subsets"][s] == {"n": len(by_subset[s]), "accuracy": pytest.approx(sum(by_subset[s]) /
+                                                                                         len(by_subset[s]))}
+    assert metrics["average"] == pytest.approx(sum(sum(v) / len(v) for v in by_subset.values()) / len(subsets))
+    assert metrics["invalid_rate"] == pytest.approx(sum(p["pred"] is None for p in predictions) / len(predictions))
+    assert metrics["confusion"]["tp"] == sum(p["pred"] is True and p["label"] for p in predictions)
+    assert metrics["confusion"]["invalid_neg"] == sum(p["pred"] is None and not p["label"] for p in predictions)
+    samples = [s for g in generations for s in g["samples"]]
+    assert [p["score"] for p in predictions] == [parse_pointwise(s["text"]).value for s in samples]
+    assert metrics["mean_judgment_tokens"] == pytest.approx(sum(s["num_tokens"] for s in samples) / len(samples))
+    assert metrics["finish_reasons"] == dict(Counter(s["finish_reason"] for s in samples))
+
+
+def test_cli_end_to_end_files_and_metrics(judge, bench, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = _argv(judge, bench, out, "--n", "2", "--temperature", "1", "--seed", "3")
+    assert main(argv) == 0
+    assert "Libra Bench accuracy" in capsys.readouterr().out
+    for name in ("generations.jsonl", "predictions.jsonl", "results.json", "report.md"):
+        assert (out / name).stat().st_size > 0
+    for png in libra_bench.PLOTS.values():
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        height, width, _ = imread(out / png).shape
+        assert height > 100 and width > 100
+    results, predictions = _read(out)
+    assert results["resolved"]["rows"] == 6 and results["resolved"]["sampling"]["n"] == 2
+    assert results["settings"]["model"] == str(judge) and results["timings"]["generated_now"] == 6
+    assert len(predictions) == 12 and [p["sample"] for p in predictions[:2]] == [0, 1]
+    assert "majority" in results["metrics"] and "samples" in results["scoring"]
+
+    # Known verdicts in place of the random ones: the rerun only rescores, and every number follows them.
+    gen_path = out / "generations.jsonl"
+    generations = [json.loads(line) for line in gen_path.read_text().splitlines()]
+    texts = iter(VERDICTS * 3)
+    for record in generations:
+        for sample in record["samples"]:
+            sample["text"] = next(texts)
+    gen_path.write_text("".join(json.dumps(g) + "\n" for g in generations))
+    assert main(argv) == 0
+    results, predictions = _read(out)
+    assert results["timings"]["generated_now"] == 0
+    _check_consistent(results, predictions, generations)
+    assert [p["score"] for p in predictions[:5]] == [4, 0, 2, None, 3]
+    assert 0 < results["metrics"]["accuracy"] < 1 and 0 < results["metrics"]["invalid_rate"] < 1
+    report = (out / "report.md").read_text()
+    metrics = results["metrics"]
+    assert "| Model | aime | math | Average |" in report
+    row = f"| {judge.name} | {100 * metrics['subsets']['aime']['accuracy']:.1f} | " \
+          f"{100 * metrics['subsets']['math']['accuracy']:.1f} | {100 * metrics['average']:.1f} |"
+    assert row in report and f"| {judge.name} (majority vote) |" in report
+    for heading in ("## Confusion matrix", "macro-F1", "## Accuracy by threshold", "## Accuracy by source model"):
+        assert heading in report
+    assert "![confusion](confusion.png)" in report
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"--model": "{tmp}/missing"}, "does not exist"),
+    ({"--template": "no-such-template"}, "--template: unknown template 'no-such-template'"),
+    ({"--template": "verification"}, "needs ['reference']"),
+    ({"--bench": "nowhere.jsonl"}, "nowhere.jsonl: no such file"),
+])
+def test_bad_options_exit_2_with_a_message(judge, bench, tmp_path, capsys, change, message):
+    argv = _argv(judge, bench, tmp_path / "run")
+    for option, value in change.items():
+        argv += [option, value.format(tmp=tmp_path)]  # the last occurrence wins
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run" / "generations.jsonl").exists()
+
+
+def test_bad_bench_line_is_located_and_skippable(judge, bench, tmp_path, capsys):
+    lines = bench.read_text().splitlines(keepends=True)
+    bench.write_text("".join(lines[:2]) + '{"question": "q", "label": true}\n' + "".join(lines[2:4]))
+    assert main(_argv(judge, bench, tmp_path / "run")) == 2
+    assert "bench.jsonl:3: response: no column for it" in capsys.readouterr().err
+    assert main(_argv(judge, bench, tmp_path / "run", "--skip-bad")) == 0
+    results, predictions = _read(tmp_path / "run")
+    assert results["resolved"]["skipped_bad_records"] == 1 and len(predictions) == 4
+
+
+class CountingEngine(HFEngine):
+    """The real engine, counting prompts per call; ``interrupt_on``: the call that raises KeyboardInterrupt."""
+
+    def __init__(self, model):
+        super().__init__(str(model))
+        self.calls, self.interrupt_on = [], None
+
+    def generate(self, prompts, params, **kwargs):
+        self.calls.append(len(prompts))
+        if len(self.calls) == self.interrupt_on:
+            raise KeyboardInterrupt
+        return super().generate(prompts, params, **kwargs)
+
+
+def _run_with(engine, argv, interrupt_on=None):
+    engine.calls, engine.interrupt_on = [], interrupt_on
+    return libra_bench.run(build_parser().parse_args(argv), engine=engine)
+
+
+def test_interrupted_run_resumes_without_redoing_finished_chunks(judge, bench, tmp_path, capsys):
+    engine = CountingEngine(judge)
+    template = tmp_path / "judge.txt"  # a short prompt keeps the six engine calls below fast
+    template.write_text("Judge: {question}\n{response}\nAnswer [[score=N]].\n")
+    options = ("--template", str(template), "--temperature", "1", "--seed", "5")
+    argv = _argv(judge, bench, tmp_path / "run", *options)
+    assert _run_with(engine, argv, interrupt_on=2) == 130
+    assert "rerun the same command to resume" in capsys.readouterr().err
+    assert len((tmp_path / "run" / "generations.jsonl").read_text().splitlines()) == 2
+    assert _run_with(engine, argv) == 0
+    assert engine.calls == [2, 2]  # rows 3-6 only: the first chunk was reused
+    resumed, resumed_predictions = _read(tmp_path / "run")
+    assert resumed["timings"]["reused"] == 2 and resumed["timings"]["generated_now"] == 4
+
+    assert _run_with(engine, _argv(judge, bench, tmp_path / "straight", *options)) == 0
+    assert engine.calls == [2, 2, 2]
+    straight, straight_predictions = _read(tmp_path / "straight")
+    assert resumed_predictions == straight_predictions and resumed["metrics"] == straight["metrics"]
+    straight_texts = (tmp_path / "straight" / "generations.jsonl").read_text().splitlines()
+    assert sorted((tmp_path / "run" / "generations.jsonl").read_text().splitlines()) == sorted(straight_texts)
+
+    assert _run_with(engine, argv) == 0 and engine.calls == []  # all done: nothing generated
+    assert _run_with(engine, [*argv, "--max-tokens", "5"]) == 0 and sum(engine.calls) == 6
+    template.write_text("Rate it: {question}\n{response}\n[[score=N]]\n")  # an edited template is a new prompt
+    assert _run_with(engine, argv) == 0 and sum(engine.calls) == 6
+
+
+@pytest.mark.vllm
+def test_vllm_judges_a_real_v2v_bench(tmp_path, capsys):
+    bench = tmp_path / "bench.jsonl"
+    responses = [DATA / "skythought_eval_outputs" / "aime24" / f"{name}.jsonl"
+                 for name in ("Sky-T1-math-correct-5K-32B-ckpt140", "Qwen2.5-14B-Instruct")]
+    assert main(["data", "v2v", "--problems", f"aime2024={DATA / 'aime2024' / 'test.jsonl'}", "--responses",
+                 *map(str, responses), "--out", str(bench), "--workers", "2"]) == 0
+    judge = save_tiny(tmp_path / "judge", TinyConfig(max_position_embeddings=CONTEXT))
+    out = tmp_path / "run"
+    argv = ["eval", "libra-bench", "--model", str(judge), "--engine", "vllm", "--bench", str(bench), "--out", str(out),
+            "--limit", "6", "--max-tokens", "8", "--max-model-len", str(CONTEXT), "--no-progress"]
+    assert main(argv) == 0
+    results, predictions = _read(out)
+    bench_rows = [json.loads(line) for line in bench.read_text().splitlines()][:6]
+    assert [(p["id"], p["label"], p["source_model"]) for p in predictions] == \
+        [(r["id"], r["label"], r["source_model"]) for r in bench_rows]
+    assert results["resolved"]["rows"] == 6 and list(results["metrics"]["subsets"]) == ["aime2024"]
+    generations = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
+    assert all(1 <= s["num_tokens"] <= 8 for g in generations for s in g["samples"])
+    _check_consistent(results, predictions, generations)
+    assert "| Model | aime2024 | Average |" in (out / "report.md").read_text()
+    assert main(argv) == 0  # resumed: every judgment is cached, so no engine starts
+    assert _read(out)[0]["timings"]["generated_now"] == 0

@@ -1,0 +1,51 @@
+"""Rejection sampling: teacher judgments whose verdict agrees with the label become SFT rows."""
+import json
+
+import pytest
+
+from libra.cli import main
+from libra.models.tiny import save_tiny
+from libra.train.rejection import select
+
+
+def test_select_keeps_agreeing_complete_judgments():
+    rows = [{"id": "0", "label": True, "subset": "s"}, {"id": "1", "label": False, "subset": "s"}]
+    preds = [[{"pred": True}, {"pred": False}, {"pred": True}], [{"pred": None}, {"pred": True}, {"pred": False}]]
+    records = [{"samples": [{"text": t, "finish_reason": f} for t, f in s]} for s in (
+        [("ok [[score=4]]", "length"), ("no", "stop"), ("ok2 [[score=3]]", "stop")],
+        [("?", "stop"), ("bad", "stop"), ("wrong [[score=0]]", "stop")])]
+    out, stats = select(rows, preds, records, ["P0", "P1"], keep=1, drop_truncated=True)
+    assert [r["messages"][1]["content"] for r in out] == ["ok2 [[score=3]]", "wrong [[score=0]]"]
+    assert out[0]["messages"][0] == {"role": "user", "content": "P0"}
+    assert stats["agreeing"] == 2 and stats["invalid"] == 1 and stats["truncated"] == 1 and stats["samples"] == 6
+    out, stats = select(rows, preds, records, ["P0", "P1"], keep=5, drop_truncated=False)
+    assert len(out) == 3 and stats["acceptance"] == pytest.approx(3 / 6)
+
+
+def test_cli_end_to_end_with_a_real_engine(tmp_path, capsys):
+    model = save_tiny(tmp_path / "teacher")
+    bench = tmp_path / "bench.jsonl"
+    rows = [{"id": str(i), "question": f"What is {i}+{i}?", "response": f"\\boxed{{{2 * i + (i % 2)}}}",
+             "label": i % 2 == 0} for i in range(4)]
+    bench.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "sft.jsonl"
+    args = ["train", "rejection-sample", "--model", str(model), "--engine", "hf", "--bench", str(bench),
+            "--n", "2", "--max-tokens", "8", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    stats = json.loads((tmp_path / "sft.stats.json").read_text())
+    assert stats["samples"] == 8 and stats["kept"] == len(out.read_text().splitlines())
+    # Put known judgments in place of the random model's (as a teacher would write them): the rerun
+    # reuses them instead of generating, and keeps exactly the agreeing, complete ones.
+    gens = tmp_path / "sft.generations.jsonl"
+    records = [json.loads(line) for line in gens.read_text().splitlines()]
+    for i, rec in enumerate(records):
+        verdict = "4" if i % 2 == 0 else "0"  # agrees with the label of row i
+        texts = [f"Checked. [[score={verdict}]]", f"Wrong way. [[score={4 - int(verdict)}]]"]
+        rec["samples"] = [{"text": t, "finish_reason": "stop", "num_tokens": 5} for t in texts]
+    gens.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert main(args) == 0
+    kept = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [k["id"] for k in kept] == ["0", "1", "2", "3"]
+    assert all(k["messages"][1]["content"].startswith("Checked.") for k in kept)
+    assert json.loads((tmp_path / "sft.stats.json").read_text())["acceptance"] == 0.5
+    assert main([*args[:-3], "--template", "no-such-template", "--out", str(out)]) == 2
