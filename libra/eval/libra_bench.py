@@ -43,6 +43,7 @@ from libra.eval.options import (
     add_engine_arguments,
     add_output_arguments,
     add_sampling_arguments,
+    check_prompt_lengths,
     engine_from_args,
     sampling_from_args,
 )
@@ -102,6 +103,7 @@ def run(args: argparse.Namespace, *, engine=None) -> int:
         raise DataError(args.bench, None, None, "no bench rows to evaluate")
     out = Path(args.out)
     requests = build_requests(rows, args.template, fields)
+    check_prompt_lengths(args, requests, args.bench)
     params = sampling_from_args(args)
     store = GenerationStore(out / "generations.jsonl")
     timings = {"load_s": time.perf_counter() - start}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from libra.data.jsonl import DataError
 from libra.rollout.factory import ENGINES, make_engine
 from libra.rollout.types import SamplingParams
 
@@ -43,3 +44,26 @@ def engine_from_args(args: argparse.Namespace):
 def sampling_from_args(args: argparse.Namespace) -> SamplingParams:
     return SamplingParams(n=args.n, temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
                           seed=args.seed)
+
+
+def check_prompt_lengths(args: argparse.Namespace, requests, source: str) -> None:
+    """Refuse, before an engine starts, prompts that cannot fit the model's context with room for
+    ``--max-tokens`` new tokens; the error names how many, the longest, and what to change."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from libra.rollout.types import prompt_token_ids
+
+    config = AutoConfig.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
+    context = args.max_model_len or getattr(config, "max_position_embeddings", None)
+    if context is None:
+        return
+    tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
+    room = context - args.max_tokens
+    too_long = [(len(prompt_token_ids(tokenizer, r.prompt)), r.sample_id) for r in requests]
+    too_long = sorted((n, sid) for n, sid in too_long if n > room)
+    if too_long:
+        n, sid = too_long[-1]
+        raise DataError(source, None, None,
+                        f"{len(too_long)} of {len(requests)} prompts do not fit the context: {context} tokens minus "
+                        f"--max-tokens {args.max_tokens} leaves {room}, the longest (id {sid}) has {n}; use a model "
+                        "with a longer context, a larger --max-model-len, a smaller --max-tokens, or --limit")

@@ -27,6 +27,7 @@ from libra.eval.options import (
     add_engine_arguments,
     add_output_arguments,
     add_sampling_arguments,
+    check_prompt_lengths,
     engine_from_args,
     sampling_from_args,
 )
@@ -143,6 +144,7 @@ def run(args: argparse.Namespace, *, engine=None) -> int:
     # The key of the template is its text, so editing a template file never reuses the old verdicts.
     template_key = f"{args.template}@{content_key(render(args.template, **{f: '{' + f + '}' for f in fields}))}"
     requests = [r for pair in pairs for r in judge_requests(pair, args.template, fields)]
+    check_prompt_lengths(args, requests, str(args.data[0]))
     own = engine is None
     engine = LazyEngine(lambda: engine_from_args(args)) if own else engine
     try:

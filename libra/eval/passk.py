@@ -24,6 +24,7 @@ from libra.eval.options import (
     add_engine_arguments,
     add_output_arguments,
     add_sampling_arguments,
+    check_prompt_lengths,
     engine_from_args,
     sampling_from_args,
 )
@@ -146,8 +147,10 @@ def run(args: argparse.Namespace, *, engine=None) -> int:
     template_key = content_key(args.prompt_template, "text" if args.raw_prompt else "chat")
     own = engine is None
     engine = LazyEngine(lambda: engine_from_args(args)) if own else engine
+    requests = build_requests(problems, args.prompt_template, not args.raw_prompt)
+    check_prompt_lengths(args, requests, args.problems[0][1])
     try:
-        records = generate_resumable(engine, build_requests(problems, args.prompt_template, not args.raw_prompt),
+        records = generate_resumable(engine, requests,
                                      sampling_from_args(args), GenerationStore(out / "generations.jsonl"),
                                      template=template_key, model=args.model, chunk=args.chunk,
                                      progress=not args.no_progress)

@@ -20,6 +20,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 import libra_kernels as lk
+from libra.config import ConfigError
 from libra.data.jsonl import DataError, Record, SkipCounter, read_jsonl, reject
 from libra.train.config import ModelConfig, RunConfig
 from libra.train.optim import OptimConfig
@@ -124,7 +125,7 @@ def train_dpo(cfg: DPOConfig) -> None:
     pairs = load_pairs(cfg.data.train, tokenizer, cfg.data.max_seq_len, SkipCounter() if cfg.data.skip_bad else None)
     batch = cfg.run.global_batch_size
     if len(pairs) < batch:
-        raise ValueError(f"{cfg.data.train}: {len(pairs)} usable pairs, fewer than run.global_batch_size={batch}")
+        raise ConfigError(cfg.data.train, "run.global_batch_size", f"{len(pairs)} usable pairs, fewer than {batch}")
     total = (len(pairs) // batch) * cfg.data.epochs
     total = min(total, cfg.run.max_steps) if cfg.run.max_steps else total
     session = TrainSession(cfg, total_steps=total, desc="dpo")

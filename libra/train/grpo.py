@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 
 import libra_kernels as lk
+from libra.config import ConfigError
 from libra.data.jsonl import SkipCounter
 from libra.rewards import L_EXP, L_MAX
 from libra.rollout.logprob_check import logprob_mismatch
@@ -268,9 +269,9 @@ def train_grpo(cfg: GRPOConfig) -> None:
     items = load_rl_items(cfg.data.train, cfg.data.task, cfg.data.template, skipped)
     P, G = cfg.data.prompts_per_step, cfg.run.global_batch_size
     if not items:
-        raise ValueError(f"{cfg.data.train}: no usable prompts")
+        raise ConfigError(cfg.data.train, "data.train", "no usable prompts")
     if P % G:
-        raise ValueError(f"data.prompts_per_step={P} must be a multiple of run.global_batch_size={G}")
+        raise ConfigError("config", "data.prompts_per_step", f"{P} is not a multiple of run.global_batch_size={G}")
     updates_per_step = cfg.loss.ppo_epochs * (P // G)
     rollout_steps = max(1, -(-len(items) * cfg.data.epochs // P))
     total = rollout_steps * updates_per_step
@@ -278,7 +279,8 @@ def train_grpo(cfg: GRPOConfig) -> None:
     session = TrainSession(cfg, total_steps=total, desc="grpo")
     world = session.world
     if P % world.world_size:
-        raise ValueError(f"data.prompts_per_step={P} must be a multiple of the world size {world.world_size}")
+        raise ConfigError("config", "data.prompts_per_step",
+                          f"{P} is not a multiple of the world size {world.world_size}")
     reference = None
     if cfg.loss.kl_coef > 0:
         reference = shard(FusedHeadLM(load_causal_lm(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)),

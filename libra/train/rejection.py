@@ -16,7 +16,13 @@ from libra.data.jsonl import DataError, SkipCounter, write_json, write_jsonl
 from libra.eval.generations import GenerationStore, generate_resumable
 from libra.eval.lazy_engine import LazyEngine
 from libra.eval.libra_bench import PARSERS, build_requests, check_template, default_verdict, score_records
-from libra.eval.options import add_engine_arguments, add_sampling_arguments, engine_from_args, sampling_from_args
+from libra.eval.options import (
+    add_engine_arguments,
+    add_sampling_arguments,
+    check_prompt_lengths,
+    engine_from_args,
+    sampling_from_args,
+)
 from libra.judge import DEFAULT_THRESHOLD
 from libra.report.tables import print_results_table
 
@@ -81,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         raise DataError(args.bench, None, None, "no labelled rows")
     requests = build_requests(rows, args.template, fields)
+    check_prompt_lengths(args, requests, args.bench)
     stem = args.out.with_suffix("")
     store = GenerationStore(f"{stem}.generations.jsonl")
     engine = LazyEngine(lambda: engine_from_args(args))

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from libra.data.jsonl import DataError, Record, SkipCounter, read_jsonl, reject
+from libra.eval.passk import DEFAULT_PROMPT as REASONING_PROMPT  # the same prompt as pass@k evaluation
 from libra.judge import render
 from libra.rewards import judging_reward, length_penalty, reasoning_reward
 
 Task = Literal["pointwise", "verification", "pairwise", "reasoning"]
 TASKS = ("pointwise", "verification", "pairwise", "reasoning")
-REASONING_PROMPT = "{question}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 
 
 @dataclass
@@ -46,7 +46,8 @@ def _item(rec: Record, default_task: str, template: str) -> RLItem:
     rid = str(rec.data.get("id", rec.line))
     if task == "reasoning":
         answer = rec.get("answer", (str, int, float))
-        return RLItem(rid, task, [{"role": "user", "content": REASONING_PROMPT.format(question=question)}], str(answer))
+        prompt = REASONING_PROMPT.replace("{question}", question)
+        return RLItem(rid, task, [{"role": "user", "content": prompt}], str(answer))
     if task == "pairwise":
         label = rec.get("label", str)
         if label not in ("A", "B", "tie"):

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 import libra_kernels as lk
+from libra.config import ConfigError
 from libra.data.jsonl import DataError, SkipCounter, read_jsonl, reject
 from libra.train.config import ModelConfig, RunConfig
 from libra.train.optim import OptimConfig
@@ -76,7 +77,7 @@ def train_sft(cfg: SFTConfig) -> None:
     examples = load_examples(cfg.data.train, tokenizer, cfg.data.max_seq_len, skipped)
     batch = cfg.run.global_batch_size
     if len(examples) < batch:
-        raise ValueError(f"{cfg.data.train}: {len(examples)} usable rows, fewer than run.global_batch_size={batch}")
+        raise ConfigError(cfg.data.train, "run.global_batch_size", f"{len(examples)} usable rows, fewer than {batch}")
     total = (len(examples) // batch) * cfg.data.epochs
     total = min(total, cfg.run.max_steps) if cfg.run.max_steps else total
     session = TrainSession(cfg, total_steps=total, desc="sft")
