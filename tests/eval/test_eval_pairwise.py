@@ -11,22 +11,9 @@ from libra.cli import build_parser, main
 from libra.eval.metrics import pairwise_report
 from libra.eval.pairwise import Pair, category, judge_requests, load_pairs, predictions
 from libra.models.tiny import save_tiny
-from libra.rollout import HFEngine
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 JUDGEBENCH = sorted((DATA / "judgebench").glob("*.jsonl"))
-
-
-class CountingEngine(HFEngine):
-    """The real engine, counting the prompts it is asked to generate for."""
-
-    def __init__(self, model):
-        super().__init__(str(model))
-        self.prompts = 0
-
-    def generate(self, prompts, params, **kwargs):
-        self.prompts += len(prompts)
-        return super().generate(prompts, params, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +61,7 @@ def test_both_orders_are_swapped_and_scored_after_unswapping():
                                      "invalid_rate": 1 / 6}
 
 
-def test_end_to_end_outputs_agree_and_rerun_generates_only_new_pairs(judge, tmp_path, capsys):
+def test_end_to_end_outputs_agree_and_rerun_generates_only_new_pairs(judge, tmp_path, capsys, counting_engine):
     data, out = _pairs_file(tmp_path / "pairs.jsonl", 4), tmp_path / "run"
     assert main(_args(data, judge, out)) == 0
     assert "Pairwise judging" in capsys.readouterr().out
@@ -90,7 +77,7 @@ def test_end_to_end_outputs_agree_and_rerun_generates_only_new_pairs(judge, tmp_
     assert matplotlib.image.imread(out / "pairwise.png").shape[2] in (3, 4)
     assert "| overall | 4 |" in (out / "report.md").read_text()
 
-    engine = CountingEngine(judge)
+    engine = counting_engine(judge)
     _pairs_file(data, 5)  # one more pair: only its two orders are generated
     args = build_parser().parse_args(_args(data, judge, out))
     assert args.func(args, engine=engine) == 0

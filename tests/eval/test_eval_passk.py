@@ -13,22 +13,9 @@ import pytest
 from libra.cli import build_parser, main
 from libra.eval.passk import pass_at_k
 from libra.models.tiny import save_tiny
-from libra.rollout import HFEngine
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 MATH500, AIME2025 = DATA / "math500" / "test.jsonl", DATA / "aime2025" / "test.jsonl"
-
-
-class CountingEngine(HFEngine):
-    """The real engine, counting the prompts it is asked to generate for."""
-
-    def __init__(self, model):
-        super().__init__(str(model))
-        self.prompts = 0
-
-    def generate(self, prompts, params, **kwargs):
-        self.prompts += len(prompts)
-        return super().generate(prompts, params, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +52,7 @@ def test_pass_at_k_is_stable_for_large_n():
         pass_at_k(4, 1, 5)
 
 
-def test_end_to_end_then_relabel_without_regenerating(policy, tmp_path, capsys):
+def test_end_to_end_then_relabel_without_regenerating(policy, tmp_path, capsys, counting_engine):
     out = tmp_path / "run"
     assert main(_args(policy, out)) == 0
     assert "pass@k of" in capsys.readouterr().out
@@ -86,7 +73,7 @@ def test_end_to_end_then_relabel_without_regenerating(policy, tmp_path, capsys):
         path = tmp_path / f"{name}.jsonl"
         path.write_text("".join(json.dumps(r) + "\n" for r in recs))
         files.append(f"{name}={path}")
-    engine = CountingEngine(policy)
+    engine = counting_engine(policy)
     args = build_parser().parse_args(_args(policy, out, *files))
     assert args.func(args, engine=engine) == 0
     assert engine.prompts == 0

@@ -15,7 +15,6 @@ from libra.cli import build_parser, main
 from libra.eval import libra_bench
 from libra.judge import parse_pointwise
 from libra.models.tiny import TinyConfig, save_tiny
-from libra.rollout import HFEngine
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 # The pointwise prompt alone is ~1,900 tokens for the tiny tokenizer; real responses add thousands.
@@ -137,27 +136,13 @@ def test_bad_bench_line_is_located_and_skippable(judge, bench, tmp_path, capsys)
     assert results["resolved"]["skipped_bad_records"] == 1 and len(predictions) == 4
 
 
-class CountingEngine(HFEngine):
-    """The real engine, counting prompts per call; ``interrupt_on``: the call that raises KeyboardInterrupt."""
-
-    def __init__(self, model):
-        super().__init__(str(model))
-        self.calls, self.interrupt_on = [], None
-
-    def generate(self, prompts, params, **kwargs):
-        self.calls.append(len(prompts))
-        if len(self.calls) == self.interrupt_on:
-            raise KeyboardInterrupt
-        return super().generate(prompts, params, **kwargs)
-
-
 def _run_with(engine, argv, interrupt_on=None):
     engine.calls, engine.interrupt_on = [], interrupt_on
     return libra_bench.run(build_parser().parse_args(argv), engine=engine)
 
 
-def test_interrupted_run_resumes_without_redoing_finished_chunks(judge, bench, tmp_path, capsys):
-    engine = CountingEngine(judge)
+def test_interrupted_run_resumes_without_redoing_finished_chunks(judge, bench, tmp_path, capsys, counting_engine):
+    engine = counting_engine(judge)
     template = tmp_path / "judge.txt"  # a short prompt keeps the six engine calls below fast
     template.write_text("Judge: {question}\n{response}\nAnswer [[score=N]].\n")
     options = ("--template", str(template), "--temperature", "1", "--seed", "5")
