@@ -1,6 +1,7 @@
 """The ``libra`` command. Subcommands are added by the parts of the system as they land:
 ``libra env``, ``libra data {v2v,dpo-pairs}``, ``libra model tiny``,
-``libra eval {libra-bench,pairwise,scalar,passk}`` and ``libra train {sft,grpo,dpo,rejection-sample}``.
+``libra eval {libra-bench,pairwise,scalar,passk}``, ``libra train {sft,grpo,dpo,rejection-sample}`` and
+``libra quickstart`` (Libra-Mini).
 
 ``libra env`` reports what this machine offers the kernels and engines (versions, devices, which kernel
 backend "auto" resolves to, whether Triton runs compiled or interpreted): the first thing to paste
@@ -20,6 +21,7 @@ from libra.config import ConfigError
 from libra.data import commands as data_commands
 from libra.data.jsonl import DataError
 from libra.eval import commands as eval_commands
+from libra.mini import commands as mini_commands
 from libra.models import commands as model_commands
 from libra.train import commands as train_commands
 
@@ -81,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands.register(sub)
     eval_commands.register(sub)
     model_commands.register(sub)
+    mini_commands.register(sub)
     train_commands.register(sub)
     return parser
 

@@ -47,17 +47,21 @@ class TinyConfig:
     seed: int = 0
 
 
-def train_tokenizer(texts: Iterable[str] = (), vocab_size: int = 512):
+def train_tokenizer(texts: Iterable[str] = (), vocab_size: int = 512, *, split_digits: bool = False):
     """A byte-level BPE ``PreTrainedTokenizerFast`` with Qwen-style special tokens and chat template.
 
     Byte-level means every string encodes (no unknown token), which judging prompts with arbitrary
     model output need. ``vocab_size`` counts the 256 byte symbols and the special tokens.
+    ``split_digits`` gives every digit its own token (as Qwen's tokenizer does), so a small model can
+    learn arithmetic column by column instead of memorising merged digit groups.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level]) \
+        if split_digits else byte_level
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
@@ -88,17 +92,17 @@ def build_model(tokenizer, config: TinyConfig = TinyConfig(), *, num_labels: int
 
 
 def save_tiny(out: str | Path, config: TinyConfig = TinyConfig(), *, texts: Iterable[str] = (),
-              num_labels: int | None = None) -> Path:
+              num_labels: int | None = None, split_digits: bool = False) -> Path:
     """Train a tokenizer, build a model and save both to ``out`` (reused when ``out`` already holds the
     same configuration). Returns the directory, ready for ``from_pretrained`` or ``vllm.LLM``."""
     out = Path(out)
     texts = list(texts)
     stamp = {"config": asdict(config), "num_labels": num_labels, "texts": len(texts),
-             "text_chars": sum(map(len, texts))}
+             "text_chars": sum(map(len, texts)), "split_digits": split_digits}
     marker = out / "tiny_config.json"
     if marker.exists() and json.loads(marker.read_text()) == stamp:
         return out
-    tokenizer = train_tokenizer(texts, config.vocab_size)
+    tokenizer = train_tokenizer(texts, config.vocab_size, split_digits=split_digits)
     model = build_model(tokenizer, config, num_labels=num_labels)
     if num_labels is None:  # a sequence classifier does not generate, so it has no generation config
         model.generation_config.eos_token_id = tokenizer.eos_token_id

@@ -12,11 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-
-def _save(fig: Figure, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return path
+from libra.report.plots import save_png
 
 
 def pairwise_bars(groups: Mapping[str, Mapping[str, float]], path: Path, title: str) -> Path:
@@ -35,7 +31,7 @@ def pairwise_bars(groups: Mapping[str, Mapping[str, float]], path: Path, title: 
     ax.set_xlabel("%")
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize="small")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def score_histogram(scores: Sequence[float], labels: Sequence[bool], thresholds: Mapping[str, float],
@@ -53,7 +49,7 @@ def score_histogram(scores: Sequence[float], labels: Sequence[bool], thresholds:
     ax.set_ylabel("responses")
     ax.set_title(title)
     ax.legend(fontsize="small")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def threshold_curve(thresholds: Sequence[float], averages: Sequence[float], best: float, path: Path,
@@ -67,7 +63,7 @@ def threshold_curve(thresholds: Sequence[float], averages: Sequence[float], best
     ax.set_ylabel("average accuracy (%)")
     ax.set_title(title)
     ax.legend(fontsize="small")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def passk_curves(curves: Mapping[str, Mapping[int, float]], path: Path, title: str) -> Path:
@@ -85,4 +81,21 @@ def passk_curves(curves: Mapping[str, Mapping[int, float]], path: Path, title: s
     ax.set_ylabel("pass@k (%)")
     ax.set_title(title)
     ax.legend(fontsize="small")
-    return _save(fig, path)
+    return save_png(fig, path)
+
+
+def training_curves(curves: Mapping[str, Sequence[Mapping[str, float]]], keys: Sequence[str], path: Path,
+                    title: str) -> Path:
+    """One panel per metric in ``keys`` (e.g. reward, accuracy), one line per run, over optimizer steps;
+    ``curves`` maps a run name to its per-step records (``metrics.jsonl`` rows)."""
+    fig = Figure(figsize=(4.2 * len(keys), 3.2))
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    for ax, key in zip(axes, keys):
+        for name, records in curves.items():
+            ax.plot([r["step"] for r in records], [r[key] for r in records], marker=".", label=name)
+        ax.set_xlabel("step")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    fig.suptitle(title)
+    return save_png(fig, path)

@@ -36,7 +36,7 @@ def confusion_heatmap(confusion: Mapping[str, int], path: str | os.PathLike, tit
     ax.set_ylabel("true label")
     ax.set_title(title)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def accuracy_bars(groups: Mapping[str, Mapping], path: str | os.PathLike, title: str,
@@ -60,10 +60,11 @@ def accuracy_bars(groups: Mapping[str, Mapping], path: str | os.PathLike, title:
         ax.axvline(100 * average, color="#c44e52", linestyle="--", linewidth=1)
         title += f" (dashed: Average {100 * average:.1f})"
     ax.set_title(title)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
+def save_png(fig: Figure, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as a PNG (parent folders created), cropped to its content."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=_DPI, bbox_inches="tight")
