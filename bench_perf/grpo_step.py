@@ -1,6 +1,6 @@
 """GRPO step: our trainer (vLLM and HF rollouts) against TRL's ``GRPOTrainer``, side by side on one tiny model.
 
-    python -m bench_perf.grpo_step [--quick] [--out PATH]
+    python -m bench_perf.grpo_step [--quick] [--variants ours-vllm ours-hf trl] [--out PATH]
 
 Three variants, each in a fresh worker process, on the same random tiny Qwen2 (``MODEL``), the same
 arithmetic prompts ("What is a + b?", gold answer in ``\\boxed{}``), the same reward (``rl_tasks.score``:
@@ -71,13 +71,16 @@ MODEL = {"hidden_size": 256, "intermediate_size": 704, "num_hidden_layers": 4, "
 SETTINGS = {
     "model": MODEL, "prompts_per_step": 8, "n": 8, "max_new_tokens": 64, "temperature": 1.0, "top_p": 1.0,
     "lr": 1e-5, "betas": [0.9, 0.95], "weight_decay": 0.0, "grad_clip": 1.0, "kl_coef": 1e-3, "eps_low": 0.2,
-    "eps_high": 0.28, "micro_batch": 16, "l_exp": 32, "l_max": 64, "warmup_steps": 1, "measured_steps": 5,
+    "eps_high": 0.28, "micro_batch": 16, "l_exp": 32, "l_max": 64, "warmup_steps": 1, "measured_steps": 10,
     "seed": 0, "dtype": "float32",
 }
 QUICK = {"max_new_tokens": 32, "measured_steps": 2}
 MAX_MODEL_LEN = 512
 SAMPLE_S = 0.05
 VARIANTS = ("ours-vllm", "ours-hf", "trl")
+STAGES = ("generate_s", "logprobs_s", "update_s", "sync_s", "prep_s")
+# A shared CPU machine inflates times without other sign (2 cores: one busy core roughly doubles them).
+BUSY_WARNING_CORES = 0.25
 TOKENS_DEFINITION = ("per step: sum over its prompts_per_step x n rollouts of (prompt tokens + completion tokens, "
                      "completion cut after the first EOS, EOS counted, no padding) / step wall time")
 
@@ -289,7 +292,7 @@ def summarize(result: dict[str, Any], warmup: int) -> dict[str, Any]:
     steps = result["steps"][warmup:]
     wall = sum(st["step_s"] for st in steps)
     tokens = sum(st["prompt_tokens"] + st["completion_tokens"] for st in steps)
-    stages = {k: statistics.mean(st[k] for st in steps) for k in steps[0] if k.endswith("_s") and k != "step_s"}
+    stages = {k: statistics.mean(st[k] for st in steps) for k in STAGES if k in steps[0]}
     return {"measured_steps": len(steps), "step_s_median": statistics.median(st["step_s"] for st in steps),
             "step_s_mean": wall / len(steps), "tokens_per_step": tokens / len(steps),
             "completion_tokens_per_step": sum(st["completion_tokens"] for st in steps) / len(steps),
@@ -300,6 +303,7 @@ def summarize(result: dict[str, Any], warmup: int) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"shorter: {QUICK}")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--timeout", type=float, default=600, help="per worker, seconds")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -318,7 +322,7 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-grpo-") as tmp:
         model = str(save_tiny(Path(tmp) / "model", TinyConfig(**MODEL, seed=settings["seed"])))
         data = str(write_prompts(Path(tmp) / "prompts.jsonl", steps * settings["prompts_per_step"], settings["seed"]))
-        for variant in VARIANTS:
+        for variant in args.variants:
             spec = {"variant": variant, "engine": variant.removeprefix("ours-"), "model": model, "data": data,
                     "tmp": tmp, "settings": settings}
             results[variant] = run_worker("bench_perf.grpo_step", spec, args.timeout)
@@ -326,10 +330,10 @@ def main(argv: list[str]) -> int:
     records = []
     for variant, result in results.items():
         records.append({"variant": variant, **env, **result, "summary": summarize(result, settings["warmup_steps"])})
-    trl = next(r for r in records if r["variant"] == "trl")
+    trl = next((r for r in records if r["variant"] == "trl"), {})
     ratios = {}
     for r in records:
-        if r["variant"] != "trl" and r["summary"] and trl["summary"]:
+        if r["variant"] != "trl" and r["summary"] and trl.get("summary"):
             ratios[f"{r['variant']}/trl"] = {
                 "tokens_per_s": r["summary"]["tokens_per_s"] / trl["summary"]["tokens_per_s"],
                 "step_s": r["summary"]["step_s_mean"] / trl["summary"]["step_s_mean"],
@@ -350,6 +354,10 @@ def main(argv: list[str]) -> int:
                  "others busy cores"], rows,
                 caption="tokens/s: " + TOKENS_DEFINITION + "; ours sync = weight sync, TRL prep = "
                         "_generate_and_score_completions outside generate/score/log-probs")
+    busy = [r["variant"] for r in records if (r.get("others_busy_cores") or 0) > BUSY_WARNING_CORES]
+    if busy:
+        print(f"WARNING: other processes kept > {BUSY_WARNING_CORES} cores busy during {', '.join(busy)}: "
+              "their times are inflated; rerun on a quiet machine")
     out = args.out or RESULTS_DIR / "grpo-step-cpu.json"
     write_json(out, {"suite": "grpo_step", "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                      **env, "settings": settings, "quick": args.quick, "tokens_per_s_definition": TOKENS_DEFINITION,

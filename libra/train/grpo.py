@@ -7,6 +7,8 @@ One rollout step:
   3. score each (``is_correct - length penalty``), group advantages (``libra_kernels.group_advantages``);
      with dynamic sampling, drop groups whose rewards all agree and refill from the stream;
   4. old and reference log-probs with ``libra_kernels.linear_token_logprobs`` on the LM head (no logits);
+     when the update is on-policy (one PPO epoch, one mini-batch) the old log-probs are the update
+     pass's own, detached, and the separate pass is skipped;
   5. ``ppo_epochs`` passes over mini-batches of ``global_batch_size`` prompts, each one optimizer step on
      ``libra_kernels.linear_grpo_loss`` (eps 0.2 / 0.28, k3 KL 1e-3, the paper's sequence-mean aggregation);
   6. push the new weights into the engine.
@@ -207,30 +209,46 @@ def compute_logprobs(model, rollouts: list[Rollout], micro: int, pad: int, devic
             setattr(row, attr, logp[r][x["loss_mask"][r] > 0].float().cpu())
 
 
-def update(session: TrainSession, cfg: GRPOConfig, mini: list[Rollout], pad: int) -> dict:
-    """One optimizer step on a mini-batch of rollouts (this rank's share)."""
+def update(session: TrainSession, cfg: GRPOConfig, mini: list[Rollout], pad: int, on_policy: bool) -> dict:
+    """One optimizer step on a mini-batch of rollouts (this rank's share).
+
+    ``on_policy`` (one PPO epoch, one mini-batch per rollout step): the weights have not moved since the
+    rollouts were sampled, so the old log-probs are this pass's own, detached, and no separate old-log-prob
+    pass is needed. The loss then runs ``linear_token_logprobs`` + ``grpo_loss`` (still no logits), and
+    the pass's log-probs are kept as each rollout's ``old_logp`` for the mismatch metric."""
     world, model, loss_cfg = session.world, session.model, cfg.loss
     seqs, toks = len(mini), sum(len(r.response_ids) for r in mini)
     global_seqs, global_toks = session.global_sum(seqs, toks)
     batches = _micro_batches(mini, cfg.run.micro_batch_size)
     n = _passes(len(batches))
     sums = {"clipfrac_high": 0.0, "clipfrac_low": 0.0, "ppo_kl": 0.0, "kl": 0.0, "entropy": 0.0}
+    loss_kw = dict(eps_low=loss_cfg.eps_low, eps_high=loss_cfg.eps_high, dual_clip=loss_cfg.dual_clip,
+                   kl_coef=loss_cfg.kl_coef, kl_kind=loss_cfg.kl_kind, agg=loss_cfg.agg)
+    temperature = cfg.rollout.temperature
     for i in range(n):
         session.sync_gradients(i == n - 1)
         rows = batches[i] if i < len(batches) else None
         x = _inputs(rows, pad, world.device)
         mask = x["loss_mask"]
         rows_ = rows or []
-        old = _aligned(rows_, [r.old_logp for r in rows_], mask)
         ref = _aligned(rows_, [r.ref_logp for r in rows_], mask) if loss_cfg.kl_coef > 0 else None
         adv = torch.tensor([r.advantage for r in rows_] or [0.0], device=world.device)
 
-        def head(h, w, b):
-            return lk.linear_grpo_loss(h, w, x["targets"], old, adv, mask, bias=b, ref_logp=ref,
-                                       temperature=cfg.rollout.temperature,
-                                       eps_low=loss_cfg.eps_low, eps_high=loss_cfg.eps_high,
-                                       dual_clip=loss_cfg.dual_clip, kl_coef=loss_cfg.kl_coef,
-                                       kl_kind=loss_cfg.kl_kind, agg=loss_cfg.agg, return_entropy=True)
+        if on_policy:
+            def head(h, w, b):
+                logp, entropy = lk.linear_token_logprobs(h, w, x["targets"], bias=b, temperature=temperature,
+                                                         return_entropy=True)
+                loss, stats = lk.grpo_loss(logp, logp.detach(), adv, mask, ref_logp=ref, **loss_kw)
+                stats["entropy"] = float((entropy * mask).sum() / mask.sum().clamp(min=1))
+                for r, row in enumerate(rows_):
+                    row.old_logp = logp[r][mask[r] > 0].detach().float().cpu()
+                return loss, stats
+        else:
+            old = _aligned(rows_, [r.old_logp for r in rows_], mask)
+
+            def head(h, w, b):
+                return lk.linear_grpo_loss(h, w, x["targets"], old, adv, mask, bias=b, ref_logp=ref,
+                                           temperature=temperature, return_entropy=True, **loss_kw)
 
         loss, stats = model(x["input_ids"], head, attention_mask=x["attention_mask"], position_ids=x["position_ids"])
         local_seqs, local_toks = len(rows_), float(mask.sum())
@@ -308,9 +326,11 @@ def train_grpo(cfg: GRPOConfig) -> None:
                     break
             engine.sleep()
             t1 = time.perf_counter()
+            on_policy = cfg.loss.ppo_epochs == 1 and P == G
             session.model.eval()
-            compute_logprobs(session.model, kept, cfg.run.micro_batch_size, pad, world.device, "old_logp",
-                             cfg.rollout.temperature)
+            if not on_policy:
+                compute_logprobs(session.model, kept, cfg.run.micro_batch_size, pad, world.device, "old_logp",
+                                 cfg.rollout.temperature)
             if reference is not None:
                 compute_logprobs(reference, kept, cfg.run.micro_batch_size, pad, world.device, "ref_logp",
                                  cfg.rollout.temperature)
@@ -323,7 +343,7 @@ def train_grpo(cfg: GRPOConfig) -> None:
                 rng.shuffle(groups)
                 parts = [set(groups[i::P // G]) for i in range(P // G)]
                 for part in parts:
-                    update_stats.append(update(session, cfg, [r for r in kept if r.group in part], pad))
+                    update_stats.append(update(session, cfg, [r for r in kept if r.group in part], pad, on_policy))
             t3 = time.perf_counter()
             engine.wake_up()
             engine.update_weights(full_state_dict(session.model).items())
