@@ -34,14 +34,10 @@ bench: install
 	$(PY) -m bench_perf.rollout
 	$(PY) -m pytest -q bench_perf
 
-# Until the Libra-Mini job lands: the kernels side by side, a Libra-Bench-style set built from real responses
-# (V2V), and a judge evaluated on it through vLLM (a tiny random local model, so its verdicts are invalid:
-# the point is the pipeline, the report and the plots). Every step resumes where it stopped.
-quickstart: install v2v-real
-	$(PY) -m bench_perf.kernels --quick --out runs/quickstart/kernels-cpu-quick.json
-	.venv/bin/libra model tiny --context 16384 --out runs/quickstart/tiny-judge
-	.venv/bin/libra eval libra-bench --model runs/quickstart/tiny-judge --engine vllm \
-	  --bench runs/v2v/skythought-bench.jsonl --limit 64 --max-tokens 64 --out runs/quickstart/eval
+# Libra-Mini: V2V -> base SFT -> rejection-sampled thinking SFT / direct-verdict SFT -> GRPO (RL-zero and
+# SFT+RL) -> evaluation of every variant on a held-out Mini Libra Bench; resumable, report in runs/quickstart.
+quickstart: install
+	.venv/bin/libra quickstart --out runs/quickstart
 
 # The Libra-Bench-style set built from real responses (SkyThought evaluation outputs on MATH-500 level 5
 # and AIME 2024); resumable, see README "Judging data".

@@ -40,26 +40,31 @@ class MiniConfig:
     """Sizes of the mini setup. ``fast()`` is the CI variant (every stage, fewer steps)."""
 
     seed: int = 0
-    train_problems: int = 600
-    bench_problems: int = 60
+    train_problems: int = 3000  # distinct problems teach the base to add, not to memorise
+    bench_problems: int = 50
     responses_per_model: int = 2
-    hidden_size: int = 192
-    layers: int = 4
-    heads: int = 3
+    digits: tuple[int, ...] = (2,)  # one operand length: columns sit at fixed offsets, which a tiny model finds
+    hidden_size: int = 128
+    layers: int = 2
+    heads: int = 2
     base_epochs: int = 6
-    judge_epochs: int = 4
+    judge_rows: int = 1200  # judging rows per SFT variant (mixed with reasoning_rows non-judging rows)
+    reasoning_rows: int = 300
+    judge_epochs: int = 6
     teacher_error_rate: float = 0.2
     teacher_samples: int = 2
-    grpo_steps: int = 20
+    grpo_steps: int = 16
+    grpo_lr: float = 5e-5
     grpo_prompts: int = 16
     grpo_n: int = 8
-    max_judgment_tokens: int = 160
+    max_judgment_tokens: int = 160  # the teacher's judgments are ~70 tokens
+    length_penalty_from: int = 96  # L_exp: as in the paper, only judgments far beyond the usual length pay
     engine: str = "vllm"
 
     @classmethod
     def fast(cls) -> "MiniConfig":
-        return cls(train_problems=160, bench_problems=24, base_epochs=2, judge_epochs=1, grpo_steps=2,
-                   grpo_prompts=8, grpo_n=4)
+        return cls(train_problems=320, bench_problems=16, base_epochs=2, judge_rows=200, reasoning_rows=50,
+                   judge_epochs=1, grpo_steps=2, grpo_prompts=8, grpo_n=4)
 
 
 class Stages:
@@ -100,7 +105,7 @@ def build_data(cfg: MiniConfig, folder: Path) -> None:
     from libra.verify import strip_thinking, verify_many
 
     rng = random.Random(cfg.seed)
-    problems = make_problems(cfg.train_problems + cfg.bench_problems, seed=cfg.seed)
+    problems = make_problems(cfg.train_problems + cfg.bench_problems, digits=cfg.digits, seed=cfg.seed)
     split = {p.id: ("bench" if i < cfg.bench_problems else "train") for i, p in enumerate(problems)}
     as_problems = [Problem(split[p.id], p.id, p.question, p.answer, None) for p in problems]
     responses = [Response(model.name, p.question, respond(model, p, rng), k, None, f"mini:{p.id}")
@@ -143,7 +148,9 @@ def build_judging_sft(cfg: MiniConfig, data: Path, model: Path, folder: Path) ->
     from libra.train.rejection import select
 
     rows = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines()]
+    rows = random.Random(cfg.seed).sample(rows, min(cfg.judge_rows, len(rows)))
     reasoning = [json.loads(line) for line in (data / "reasoning.jsonl").read_text().splitlines()]
+    reasoning = reasoning[:cfg.reasoning_rows]
     prompts = [_judge_prompt(r) for r in rows]
     write_jsonl(folder / "direct.jsonl", [{"prompt": p, "response": direct_verdict(r["label"])}
                                           for p, r in zip(prompts, rows)] + reasoning)
@@ -160,7 +167,7 @@ def build_judging_sft(cfg: MiniConfig, data: Path, model: Path, folder: Path) ->
 
 def _sft(model: Path, rows: Path, out: Path, epochs: int, seq_len: int, lr: float) -> None:
     _cli("train", "sft", f"model.path={model}", f"data.train={rows}", f"data.epochs={epochs}",
-         f"data.max_seq_len={seq_len}", "run.global_batch_size=32", "run.micro_batch_size=8", f"optim.lr={lr}",
+         f"data.max_seq_len={seq_len}", "run.global_batch_size=32", "run.micro_batch_size=32", f"optim.lr={lr}",
          f"optim.min_lr={lr / 10}", f"run.out={out}", "run.tensorboard=false")
 
 
@@ -169,8 +176,8 @@ def _grpo(cfg: MiniConfig, model: Path, rows: Path, out: Path, kl: float) -> Non
          f"data.template={TEMPLATE}", f"data.prompts_per_step={cfg.grpo_prompts}",
          f"run.global_batch_size={cfg.grpo_prompts}", "run.micro_batch_size=32", f"rollout.engine={cfg.engine}",
          f"rollout.n={cfg.grpo_n}", f"rollout.max_tokens={cfg.max_judgment_tokens}",
-         f"reward.l_exp={cfg.max_judgment_tokens // 2}", f"reward.l_max={cfg.max_judgment_tokens}",
-         f"loss.kl_coef={kl}", "optim.lr=1e-4", "optim.warmup_ratio=0", f"run.max_steps={cfg.grpo_steps}",
+         f"reward.l_exp={cfg.length_penalty_from}", f"reward.l_max={cfg.max_judgment_tokens}",
+         f"loss.kl_coef={kl}", f"optim.lr={cfg.grpo_lr}", "optim.warmup_ratio=0", f"run.max_steps={cfg.grpo_steps}",
          "data.epochs=100", f"run.seed={cfg.seed}", f"run.out={out}", "run.tensorboard=false")
 
 
@@ -210,10 +217,10 @@ def run(out: Path, cfg: MiniConfig) -> dict:
     def trained(name: str, fn: Callable[[Path], None]) -> Path:
         return stages.run(name, lambda f: fn(f / "run")) / "run" / "final"
 
-    base = trained("base-sft", lambda f: _sft(model, data / "reasoning.jsonl", f, cfg.base_epochs, 128, 3e-3))
+    base = trained("base-sft", lambda f: _sft(model, data / "reasoning.jsonl", f, cfg.base_epochs, 128, 5e-3))
     judging = stages.run("judging-data", lambda f: build_judging_sft(cfg, data, base, f))
-    direct = trained("direct-sft", lambda f: _sft(base, judging / "direct.jsonl", f, cfg.judge_epochs, 384, 1e-3))
-    thinking = trained("thinking-sft", lambda f: _sft(base, judging / "thinking.jsonl", f, cfg.judge_epochs, 384, 1e-3))
+    direct = trained("direct-sft", lambda f: _sft(base, judging / "direct.jsonl", f, cfg.judge_epochs, 384, 3e-3))
+    thinking = trained("thinking-sft", lambda f: _sft(base, judging / "thinking.jsonl", f, cfg.judge_epochs, 384, 3e-3))
     rl_zero = trained("rl-zero", lambda f: _grpo(cfg, base, train_rows, f, kl=0.0))
     sft_rl = trained("sft-rl", lambda f: _grpo(cfg, thinking, train_rows, f, kl=1e-3))
     models = dict(zip(VARIANTS, (base, direct, thinking, rl_zero, sft_rl)))

@@ -27,7 +27,6 @@ class RunConfig:
     max_steps: int | None = None  # stop early (None: run the configured epochs)
     save_every: int = 0  # optimizer steps between checkpoints (0: only at the end)
     keep_last: int = 2
-    log_every: int = 1
     tensorboard: bool = True
     export: bool = True  # write the final model as a transformers directory (OUT/final)
     device: Literal["auto", "cpu", "cuda"] = "auto"

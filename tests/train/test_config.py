@@ -1,5 +1,6 @@
 """Config loading: YAML, then dotted overrides, typed, with errors naming source and key."""
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -57,3 +58,12 @@ def test_saved_config_loads_back(tmp_path):
     cfg = load_config(SFTConfig, None, ["model.path=m", "optim.lr=2e-5", "run.max_steps=3"])
     save_config(cfg, tmp_path / "config.yaml")
     assert load_config(SFTConfig, tmp_path / "config.yaml") == cfg
+
+
+@pytest.mark.parametrize("name, trainer", [("sft-7b.yaml", "sft"), ("grpo-7b.yaml", "grpo")])
+def test_example_configs_load(name, trainer):
+    from libra.train.grpo import GRPOConfig
+
+    path = Path(__file__).resolve().parents[2] / "configs" / name
+    cfg = load_config({"sft": SFTConfig, "grpo": GRPOConfig}[trainer], path)
+    assert cfg.run.global_batch_size == 256 and cfg.model.mixed_precision is True
