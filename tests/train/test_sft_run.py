@@ -141,3 +141,19 @@ def test_activation_checkpointing_changes_memory_not_results(setup):
     a, b = _weights(root / "plain"), _weights(root / "ckpt")
     for name in a:
         torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_resume_at_another_world_size(setup):
+    """A run saved by 2 ranks continues on 1: the distributed checkpoint is resharded on load, and the
+    data position and schedule carry over (the log goes on from the saved step)."""
+    root, model = setup
+    two = _run([str(BIN / "torchrun"), "--nproc_per_node", "2", "-m", "libra", "train", "sft",
+                *_args(root, model, "reshard", "run.save_every=2")])
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = _run([sys.executable, "-m", "libra", "train", "sft", *_args(root, model, "reshard", "data.epochs=2")])
+    assert one.returncode == 0, one.stderr[-3000:]
+    steps = [json.loads(line)["step"] for line in (root / "reshard" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))
+    assert json.loads((root / "reshard" / "checkpoints" / "step_00000008" / "trainer.json").read_text())[
+        "world_size"] == 1
