@@ -1,6 +1,6 @@
 """The process group every training run lives in, whether started by ``torchrun`` or directly.
 
-A direct start (``libra train sft ...``) makes a one-process group on a free local port, so FSDP2,
+A direct start (``libra train sft ...``) makes a one-process group over an in-memory store, so FSDP2,
 distributed checkpoints and the all-reduces below run the same code at world size 1 as at 64: there is
 no single-process special case to drift out of sync. Backend: NCCL on CUDA, gloo on CPU.
 """
@@ -8,7 +8,6 @@ no single-process special case to drift out of sync. Backend: NCCL on CUDA, gloo
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 
 import torch
@@ -27,25 +26,23 @@ class World:
         return self.rank == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def init_distributed(device: str | None = None) -> World:
-    """Join (or create) the default process group; ``device`` "cuda"/"cpu" (default: CUDA when present)."""
-    if "RANK" not in os.environ:  # direct start: a group of one
-        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
-                          MASTER_PORT=str(_free_port()))
-    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    """Join (or create) the default process group; ``device`` "cuda"/"cpu" (default: CUDA when present).
+
+    Under torchrun the group rendezvous through the environment (MASTER_ADDR/PORT). A direct start makes a
+    group of one over an in-memory store: no port to pick or to collide with, and nothing written into
+    ``os.environ`` for child processes (vLLM workers, later runs) to inherit."""
+    torchrun = "RANK" in os.environ
+    rank = int(os.environ["RANK"]) if torchrun else 0
+    world_size = int(os.environ["WORLD_SIZE"]) if torchrun else 1
+    local_rank = int(os.environ.get("LOCAL_RANK", 0)) if torchrun else 0
     use_cuda = (device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cuda"
     if use_cuda:
         torch.cuda.set_device(local_rank)
     dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo", rank=rank, world_size=world_size,
+        store = None if torchrun else dist.HashStore()
+        dist.init_process_group("nccl" if use_cuda else "gloo", rank=rank, world_size=world_size, store=store,
                                 device_id=dev if use_cuda else None)
     return World(rank, world_size, local_rank, dev)
 
