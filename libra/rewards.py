@@ -10,24 +10,11 @@ because, as the paper notes, responses longer than L_max are truncated.
 
 from __future__ import annotations
 
-from libra.judge.verdicts import (
-    DEFAULT_THRESHOLD,
-    parse_pairwise,
-    parse_pointwise,
-    parse_verification,
-    preferred_side,
-    score_to_label,
-)
+from libra.judge.kinds import judge_kind
+from libra.judge.verdicts import DEFAULT_THRESHOLD
 
 L_EXP = 16384  # expected response length in tokens (Appendix D)
 L_MAX = 32768  # maximum generated length in tokens during RL (Appendix D)
-
-# kind -> (verdict parser, verdict value -> outcome comparable with the label, allowed labels)
-_JUDGES = {
-    "pointwise": (parse_pointwise, score_to_label, (True, False)),
-    "pairwise": (parse_pairwise, lambda pairwise_label, _threshold: preferred_side(pairwise_label), ("A", "B", "tie")),
-    "verification": (parse_verification, lambda correct, _threshold: correct, (True, False)),
-}
 
 
 def length_penalty(length: int, l_exp: int = L_EXP, l_max: int = L_MAX) -> float:
@@ -48,6 +35,7 @@ def judging_reward(
     threshold: int = DEFAULT_THRESHOLD,
     l_exp: int = L_EXP,
     l_max: int = L_MAX,
+    strict: bool = True,
 ) -> float:
     """Eq. 3 for a judging rollout: 1 if its verdict matches ``label``, else 0, minus the length penalty.
 
@@ -57,17 +45,14 @@ def judging_reward(
     "pairwise": the better response, "A", "B" or "tie"; the verdict's strength (``>>`` vs ``>``)
     is not rewarded, since preference data records only which response is better;
     "verification": the gold correctness (bool).
-    An invalid (unparsable) verdict is not correct.
+    An invalid (unparsable) verdict is not correct. ``strict`` (the default): a thinking judge's verdict
+    counts only after its ``</think>``, so a verdict left inside the reasoning earns nothing
+    (``libra.judge.verdicts``).
     """
     penalty = length_penalty(length, l_exp, l_max)
-    if kind not in _JUDGES:
-        raise ValueError(f"kind must be one of {sorted(_JUDGES)}, got {kind!r}")
-    parse, to_outcome, allowed = _JUDGES[kind]
-    if type(label) is not type(allowed[0]) or label not in allowed:
-        raise ValueError(f"a {kind} label is one of {allowed}, got {label!r}")
-    verdict = parse(response_text)
-    correct = verdict.valid and to_outcome(verdict.value, threshold) == label
-    return float(correct) - penalty
+    judge = judge_kind(kind)
+    judge.check_label(label)
+    return float(judge.agrees(response_text, label, threshold=threshold, strict=strict)) - penalty
 
 
 def reasoning_reward(

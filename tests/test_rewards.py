@@ -101,3 +101,12 @@ def test_reasoning_reward_validates_before_verifying(fake_verifier):
     with pytest.raises(ValueError, match="length"):
         reasoning_reward("42", "42", length=-3)
     assert fake_verifier == []
+
+
+def test_rl_reward_does_not_pay_for_a_verdict_inside_the_thinking():
+    """The default is strict: the verdict must come after </think> (a reward for a verdict left in the
+    reasoning would teach the policy to stop answering)."""
+    text = "<think>It is right, [[score=4]]</think>The response looks fine."
+    assert judging_reward(text, True, length=10, l_exp=100, l_max=200) == 0.0
+    assert judging_reward(text, True, length=10, l_exp=100, l_max=200, strict=False) == 1.0
+    assert judging_reward("<think>ok</think>[[score=4]]", True, length=10, l_exp=100, l_max=200) == 1.0

@@ -50,7 +50,7 @@ from libra.eval.options import (
 from libra.eval.rundir import ResultsTable, content_key, publish, settings, usage_error
 from libra.judge import DEFAULT_THRESHOLD, parse_pointwise, parse_verification, render, score_to_label, template_fields
 from libra.report.markdown import markdown_table, percent
-from libra.rollout.factory import check_model_dir
+from libra.models.checks import check_model_dir
 
 PARSERS = {"pointwise": parse_pointwise, "verification": parse_verification}
 VALUE_KEY = {"pointwise": "score", "verification": "verdict"}  # the parsed verdict's field in predictions.jsonl

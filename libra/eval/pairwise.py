@@ -34,7 +34,7 @@ from libra.eval.options import (
 from libra.eval.rundir import ResultsTable, content_key, publish, settings, usage_error
 from libra.judge import PAIRWISE_LABELS, parse_pairwise, preferred_side, render, template_fields
 from libra.report.markdown import percent
-from libra.rollout.factory import check_model_dir
+from libra.models.checks import check_model_dir
 
 ORDERS = ("ab", "ba")
 # JudgeBench reports four categories; its sources name them (mmlu-pro-<subject> is "knowledge").

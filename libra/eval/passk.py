@@ -30,7 +30,7 @@ from libra.eval.options import (
 )
 from libra.eval.rundir import ResultsTable, content_key, publish, settings, usage_error
 from libra.report.markdown import percent
-from libra.rollout.factory import check_model_dir
+from libra.models.checks import check_model_dir
 
 DEFAULT_PROMPT = "{question}\nPlease reason step by step, and put your final answer within \\boxed{}."
 

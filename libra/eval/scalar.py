@@ -24,7 +24,7 @@ from libra.eval.metrics import best_threshold, subset_report
 from libra.eval.options import add_output_arguments
 from libra.eval.rundir import ResultsTable, content_key, publish, settings, usage_error
 from libra.report.markdown import percent
-from libra.rollout.factory import check_model_dir
+from libra.models.checks import check_model_dir
 
 
 class ScoreStore(KeyedStore):

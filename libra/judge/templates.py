@@ -16,6 +16,9 @@ from importlib import resources
 from pathlib import Path
 
 BUILTIN = ("pairwise", "pointwise", "verification")
+# The non-judging (reasoning) prompt: pass@k evaluation and the RL reasoning task ask the same way.
+# ``{question}`` is replaced with ``str.replace`` (the one placeholder; braces in a question stay as they are).
+REASONING_PROMPT = "{question}\nPlease reason step by step, and put your final answer within \\boxed{}."
 FIELDS = frozenset({"question", "response", "response_a", "response_b", "reference"})
 
 _FENCE = "---\n"

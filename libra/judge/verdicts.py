@@ -6,9 +6,14 @@ Rules, the same for the three kinds:
   its parts: ``[[score=N]]`` (pointwise), ``[[A>>B]]`` ``[[A>B]]`` ``[[A=B]]`` ``[[B>A]]``
   ``[[B>>A]]`` (pairwise), ``[[Correct]]`` ``[[Wrong]]`` (verification).
 * The LAST verdict wins: judges quote the label list, and earlier drafts, while reasoning.
-* Text after the last ``</think>`` is searched first (that is the answer; the thinking before it
-  quotes labels freely); only when the answer holds no verdict is the whole text searched, since
-  some judges put the verdict inside the thinking and then answer in prose.
+* Two modes decide what counts as the answer of a thinking judge:
+  ``strict=True``: only the text after the last ``</think>``; a verdict inside the thinking never
+  counts, and an opened ``<think>`` that is never closed leaves no answer at all (invalid). The RL
+  rewards use it: a reward must not pay for a verdict left inside the reasoning.
+  ``strict=False`` (lenient, the evaluation default, ``libra eval libra-bench --verdict-mode``): the text
+  after the last ``</think>`` is searched first; only when it holds no verdict is the whole text
+  searched, since some judges put the verdict inside the thinking and then answer in prose.
+  Text without think tags is the answer in both modes.
 * No verdict -> ``Verdict(kind, None, valid=False)``, never a guess.  A pointwise score outside 0-4
   is a verdict too, and an invalid one: falling back to an earlier, quoted score would be a guess.
 
@@ -28,7 +33,8 @@ PAIRWISE_LABELS = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
 # Paper, Table 9: Libra-RM judgments "are converted to the binary correctness label with a threshold of 2".
 DEFAULT_THRESHOLD = 2
 
-_THINK_END = "</think>"
+_THINK_START, _THINK_END = "<think>", "</think>"
+VERDICT_MODES = ("lenient", "strict")
 _SPACE = r"\s{0,32}"
 
 
@@ -51,19 +57,19 @@ class Verdict:
     valid: bool
 
 
-def parse_pointwise(text: str) -> Verdict:
+def parse_pointwise(text: str, *, strict: bool = False) -> Verdict:
     """The last ``[[score=N]]`` verdict; valid only for N in 0-4."""
-    return _parse(text, "pointwise", _POINTWISE, _score)
+    return _parse(text, "pointwise", _POINTWISE, _score, strict)
 
 
-def parse_pairwise(text: str) -> Verdict:
+def parse_pairwise(text: str, *, strict: bool = False) -> Verdict:
     """The last ``[[A>>B]]``-style verdict, as one of ``PAIRWISE_LABELS``."""
-    return _parse(text, "pairwise", _PAIRWISE, lambda label: "".join(label.split()).upper())
+    return _parse(text, "pairwise", _PAIRWISE, lambda label: "".join(label.split()).upper(), strict)
 
 
-def parse_verification(text: str) -> Verdict:
+def parse_verification(text: str, *, strict: bool = False) -> Verdict:
     """The last ``[[Correct]]`` (True) or ``[[Wrong]]`` (False) verdict."""
-    return _parse(text, "verification", _VERIFICATION, lambda label: label.lower() == "correct")
+    return _parse(text, "verification", _VERIFICATION, lambda label: label.lower() == "correct", strict)
 
 
 def preferred_side(label: str) -> str:
@@ -92,9 +98,16 @@ def _score(label: str) -> int | None:
     return score if score <= 4 else None
 
 
-def _parse(text: str, kind: str, pattern: re.Pattern[str], convert: Callable[[str], object]) -> Verdict:
+def _parse(text: str, kind: str, pattern: re.Pattern[str], convert: Callable[[str], object], strict: bool
+           ) -> Verdict:
     answer_start = text.rfind(_THINK_END)
-    match = pattern.match(text, answer_start + len(_THINK_END)) if answer_start >= 0 else None
-    match = match or pattern.match(text)
+    if answer_start >= 0:
+        match = pattern.match(text, answer_start + len(_THINK_END))
+        if match is None and not strict:
+            match = pattern.match(text)
+    elif strict and _THINK_START in text:  # thinking that never ended: there is no answer to read
+        match = None
+    else:
+        match = pattern.match(text)
     value = convert(match[1]) if match else None
     return Verdict(kind, value, value is not None)

@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from libra.models.checks import check_model_dir
 
 ENGINES = ("vllm", "hf")
-
-
-def check_model_dir(model: str) -> Path:
-    """A local model directory must exist and hold ``config.json``; anything else is a hub id, which only
-    works where the hub is reachable (the error then comes from the loader)."""
-    path = Path(model)
-    looks_local = path.is_absolute() or model.startswith(".") or path.exists() or model.count("/") != 1
-    if looks_local:
-        if not path.is_dir():
-            raise FileNotFoundError(f"model path {model!r} does not exist (expected a directory written by "
-                                    "save_pretrained, or a hub id like org/name)")
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"model path {model!r} has no config.json: not a transformers model directory")
-    return path
 
 
 def make_engine(kind: str, model: str, *, dtype: str | None = None, seed: int = 0, max_model_len: int | None = None,

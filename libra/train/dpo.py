@@ -118,7 +118,7 @@ def reference_logps(session: TrainSession, pairs, micro: int, pad: int) -> list[
 def train_dpo(cfg: DPOConfig) -> None:
     from transformers import AutoTokenizer
 
-    from libra.rollout.factory import check_model_dir
+    from libra.models.checks import check_model_dir
 
     check_model_dir(cfg.model.path)
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)

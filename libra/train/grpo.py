@@ -279,7 +279,7 @@ def _select(rollouts: list[Rollout], n: int, dynamic: bool) -> list[Rollout]:
 def train_grpo(cfg: GRPOConfig) -> None:
     from transformers import AutoTokenizer
 
-    from libra.rollout.factory import check_model_dir
+    from libra.models.checks import check_model_dir
 
     check_model_dir(cfg.model.path)
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)

@@ -48,7 +48,7 @@ def load_causal_lm(path: str | Path, *, trust_remote_code: bool = False, activat
     Liger-Kernel's RMSNorm/RoPE/SwiGLU (CUDA only; the LM head is ours either way)."""
     from transformers import AutoModelForCausalLM
 
-    from libra.rollout.factory import check_model_dir
+    from libra.models.checks import check_model_dir
 
     check_model_dir(str(path))
     lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, trust_remote_code=trust_remote_code,

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: --template: {err}", file=sys.stderr)
         return 2
-    from libra.rollout.factory import check_model_dir
+    from libra.models.checks import check_model_dir
 
     check_model_dir(args.model)
     kind = args.verdict or default_verdict(args.template)

@@ -69,7 +69,7 @@ def step_indices(step: int, n: int, global_batch: int, seed: int) -> list[int]:
 def train_sft(cfg: SFTConfig) -> None:
     from transformers import AutoTokenizer
 
-    from libra.rollout.factory import check_model_dir
+    from libra.models.checks import check_model_dir
 
     check_model_dir(cfg.model.path)
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)

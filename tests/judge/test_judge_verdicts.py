@@ -152,3 +152,15 @@ def test_parsers_never_raise_are_fast_and_agree_with_their_kind(text):
 @given(st.text(), st.integers(0, 4), st.text(alphabet=st.characters(blacklist_characters="[]<")))
 def test_a_final_verdict_wins_over_any_prefix(prefix, score, suffix):
     assert parse_pointwise(f"{prefix}</think>[[score={score}]]{suffix}").value == score
+
+
+@pytest.mark.parametrize("parse, inside, after", [
+    (parse_pointwise, "[[score=4]]", 4), (parse_pairwise, "[[A>B]]", "A>B"), (parse_verification, "[[Correct]]", True)])
+def test_strict_mode_never_reads_a_verdict_inside_the_thinking(parse, inside, after):
+    assert parse(f"<think>I settle on {inside}</think>The response is right.").valid  # lenient: the fallback
+    assert not parse(f"<think>I settle on {inside}</think>The response is right.", strict=True).valid
+    assert not parse(f"<think>still thinking {inside}", strict=True).valid  # thinking never closed: no answer
+    assert parse(f"<think>still thinking {inside}").valid
+    answer = {4: "[[score=4]]", "A>B": "[[A>B]]", True: "[[Correct]]"}[after]
+    assert parse(f"<think>x</think>{answer}", strict=True).value == after
+    assert parse(answer, strict=True).value == after  # a judge that does not think: the whole text is the answer
