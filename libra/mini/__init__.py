@@ -9,3 +9,5 @@ from pathlib import Path
 
 # A file path, which ``libra.judge.render`` accepts like a built-in template name.
 MINI_TEMPLATE = str(Path(__file__).with_name("pointwise_mini.txt"))
+# The same prompt inviting the model to think first: RL-zero's prompt (the base has never seen a judgment).
+THINK_TEMPLATE = str(Path(__file__).with_name("pointwise_mini_think.txt"))

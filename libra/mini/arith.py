@@ -183,6 +183,80 @@ def _miscopy(answer: str, rng: random.Random) -> str:
     return answer[:i] + answer[i + 1 :]
 
 
+def compare_lines(ours: str, theirs: str | None, width: int) -> tuple[list[str], bool]:
+    """Two answers compared digit by digit, the way a small model can: both written right-aligned to the
+    same ``width`` (zero-padded), then one line per digit pair, most significant first::
+
+        sum 132
+        answer 123
+        1 1 same
+        3 2 differ
+        2 3 differ
+
+    Why this layout: comparing two numbers in one step ("132 vs 123: differ") asks a tiny transformer
+    to line up digits at offsets that change with their lengths; zero-padding fixes every offset, and a
+    line per pair makes each decision local (two neighbouring digits), so the final verdict only has to
+    see whether any line says "differ". ``theirs`` that is not a digit string is written as given and
+    never matches. Returns the lines and whether the answers are the same number."""
+    if theirs is None or not theirs.isdigit():
+        shown = "none" if theirs is None else " ".join(theirs.split())
+        return [f"sum {ours.zfill(width)}", f"answer {shown}", "no number, differ"], False
+    width = max(width, len(ours), len(theirs))
+    a, b = ours.zfill(width), theirs.zfill(width)
+    pairs = [f"{x} {y} {'same' if x == y else 'differ'}" for x, y in zip(a, b)]
+    return [f"sum {a}", f"answer {b}", *pairs], a == b
+
+
+def answer_width(a: int, b: int) -> int:
+    """The padded width of answers to ``a + b``: one digit more than the longer operand (room for the carry)."""
+    return max(len(str(a)), len(str(b))) + 1
+
+
+# Non-judging instruction data for the base model ("pretraining"): tasks whose answers come in a bracket
+# format the prompt states, so the base, like a pretrained model, follows an output format it is told
+# about. The formats vary so that what is learnt is "answer in the format asked for", not one verdict.
+BRACKET_FORMATS = (("[[yes]]", "[[no]]"), ("[[score=4]]", "[[score=0]]"), ("[[same]]", "[[differ]]"),
+                   ("[[1]]", "[[0]]"), ("[[A]]", "[[B]]"))
+
+
+def comparison_instruction(x: str, y: str, width: int, rng: random.Random) -> dict:
+    """"Does the answer match the sum?" with a stated bracket format; the response compares digit by digit
+    inside ``<think>`` (``compare_lines``) and answers in that format. No question, no response to judge:
+    a skill, not judging data."""
+    yes, no = rng.choice(BRACKET_FORMATS)
+    lines, same = compare_lines(x, y, width)
+    prompt = (f"Does the answer {y} match the sum {x}? Compare digit by digit.\n"
+              f"Verdict: {yes} if they match, {no} if not.")
+    return {"prompt": prompt, "response": "<think>\n" + "\n".join(lines) + f"\n</think>\n{yes if same else no}"}
+
+
+def extraction_instruction(question: str, solution: str, answer: str) -> dict:
+    """"What is the response's final answer?", laid out like a judging prompt (a question, then a response),
+    answered in brackets: reading, not judging; no correctness is asked or given."""
+    prompt = (f"Copy the final answer of the response.\nQuestion: {question}\nResponse:\n{solution}\n"
+              f"Answer: [[N]] with N the response's final answer.")
+    return {"prompt": prompt, "response": f"[[{answer}]]"}
+
+
+def thinking_instruction(problem: ArithProblem) -> dict:
+    """The reasoning task asked to think first and answer in brackets: the base learns what "think inside
+    <think> </think>" asks for, as a pretrained model knows it."""
+    lines, total = written_steps(problem.a, problem.b)
+    prompt = (f"Question: {problem.question}\nFirst think inside <think> </think>: work out the sum yourself.\n"
+              f"Answer: [[N]] with N the sum.")
+    return {"prompt": prompt, "response": "<think>\n" + "\n".join(lines) + f"\n</think>\n[[{total}]]"}
+
+
+def near_miss(answer: str, rng: random.Random) -> str:
+    """A number close to ``answer`` of the kinds wrong answers take (a miscopy, or off by 1, 10 or 100),
+    so comparison practice meets the differences a judge must catch."""
+    value = int(answer)
+    nearby = [value + d for d in (-100, -10, -1, 1, 10, 100) if value + d > 0 and abs(len(str(value + d)) - len(answer)) <= 1]
+    if rng.random() < 0.5 or not nearby:
+        return _miscopy(answer, rng)
+    return str(rng.choice(nearby))
+
+
 def _digits(n: int) -> list[int]:
     """Decimal digits of ``n``, units first."""
     return [int(d) for d in reversed(str(n))]

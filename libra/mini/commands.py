@@ -13,6 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/quickstart"))
     p.add_argument("--fast", action="store_true", help="every stage with fewer steps (CI; numbers not meaningful)")
     p.add_argument("--engine", choices=("vllm", "hf"), default="vllm", help="rollout and evaluation engine")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data, the models and sampling (default 0)")
     p.set_defaults(func=run)
 
 
@@ -23,5 +24,5 @@ def run(args: argparse.Namespace) -> int:
     from libra.mini.pipeline import run as run_pipeline
 
     cfg = MiniConfig.fast() if args.fast else MiniConfig()
-    run_pipeline(args.out, replace(cfg, engine=args.engine))
+    run_pipeline(args.out, replace(cfg, engine=args.engine, seed=args.seed))
     return 0

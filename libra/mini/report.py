@@ -1,7 +1,8 @@
 """The Libra-Mini report: one table like the paper's (accuracy, confusion, macro-F1, invalid rate per
-variant), the orderings the paper claims checked against what this run measured, RL curves and an
-accuracy bar chart. Everything is read back from the stage outputs, so the report of a resumed run is
-the same as that of an uninterrupted one."""
+variant, the teacher beside them), the paper's claims checked against what this run measured (each with a
+paired bootstrap interval and, where the issue set one, its target), held-out accuracy against RL step
+(Fig. 3a), the RL training curves, and the downstream study (Fig. 2). Everything is read back from the
+stage outputs, so the report of a resumed run is the same as that of an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -11,19 +12,23 @@ from pathlib import Path
 import numpy as np
 
 from libra.data.jsonl import write_json
-from libra.report.curves import training_curves
+from libra.report.curves import correlation_scatter, training_curves
 from libra.report.markdown import markdown_table, percent
 from libra.report.plots import accuracy_bars
 from libra.report.tables import print_results_table
 
 BUDGET_S = 600
-# (better, worse, the paper's claim): each is checked on this run and reported as measured.
+INVALID_TARGET = 0.10  # RL-zero must write valid verdicts
+# (better, worse, the paper's claim, the margin in points this run is asked to show)
 CLAIMS = (
-    ("thinking-sft", "direct-sft", "a judge that thinks beats one that answers directly"),
-    ("thinking-sft", "base", "SFT on rejection-sampled judgments beats the base model"),
-    ("sft-rl", "thinking-sft", "GRPO on verifiable judging improves the SFT judge"),
-    ("sft-rl", "rl-zero", "SFT before RL beats RL from the base model (RL-zero)"),
+    ("thinking-sft", "direct-sft", "a judge that thinks beats one that answers directly", 0.0),
+    ("thinking-sft", "base", "SFT on rejection-sampled judgments beats the base model", 0.0),
+    ("sft-rl", "thinking-sft", "GRPO on verifiable judging improves the SFT judge", 5.0),
+    ("rl-zero", "base", "GRPO from the base model (RL-zero) makes it a judge", 10.0),
+    ("sft-rl", "rl-zero", "SFT before RL beats RL from the base model (RL-zero)", 0.0),
+    ("sft-rl", "teacher", "the RL judge beats the teacher it was distilled from (the reward is exact)", 0.0),
 )
+CURVE_KEYS = ("reward", "accuracy", "uniform_groups", "entropy", "response_length", "kl")
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -47,73 +52,159 @@ def paired_difference(a: dict[str, bool], b: dict[str, bool], n: int = 2000, see
     return float(low), float(high)
 
 
-def _verdict(difference: float, low: float) -> str:
+def spearman(x: list[float], y: list[float]) -> float | None:
+    """Spearman's rank correlation (ties get their average rank); None below three points or with a
+    constant side, where it is undefined."""
+    if len(x) < 3:
+        return None
+
+    def ranks(v: list[float]) -> np.ndarray:
+        v = np.asarray(v, dtype=float)
+        order = v.argsort(kind="stable")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v), dtype=float)
+        for value in np.unique(v):
+            r[v == value] = r[v == value].mean()
+        return r
+
+    rx, ry = ranks(x), ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return None
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def _verdict(difference: float, low: float, target: float) -> str:
     if difference <= 0:
         return "no"
-    return "yes" if low > 0 else "yes, within noise"
+    if low <= 0:
+        return "yes, within noise"
+    return "yes" if 100 * difference >= target else f"yes, below the {target:.0f}-point target"
+
+
+def _rl_evals(out: Path, name: str) -> list[dict]:
+    """Held-out accuracy at each evaluated RL step (the GRPO run's ``evals/step_*/results.json``)."""
+    points = []
+    for path in sorted((out / name / "run" / "evals").glob("step_*/results.json")):
+        metrics = json.loads(path.read_text())["metrics"]
+        points.append({"step": int(path.parent.name.split("_")[1]), "eval_accuracy": metrics["accuracy"],
+                       "eval_invalid": metrics["invalid_rate"]})
+    return points
 
 
 def collect(out: Path) -> dict:
-    from libra.mini.pipeline import VARIANTS
+    from libra.mini.pipeline import TEACHER, VARIANTS
 
     variants = {}
-    for name in VARIANTS:
+    for name in (*VARIANTS, TEACHER):
         m = json.loads((out / "eval" / name / "results.json").read_text())["metrics"]
         variants[name] = {k: m[k] for k in ("n", "accuracy", "average", "macro_f1", "invalid_rate", "confusion",
                                             "mean_judgment_tokens")}
-    keys = ("step", "reward", "accuracy", "response_length", "kl", "entropy")
-    curves = {name: [{k: r[k] for k in keys if k in r} for r in _jsonl(out / name / "run" / "metrics.jsonl")]
-              for name in ("rl-zero", "sft-rl")}
+    curves = {name: [{k: r[k] for k in ("step", *CURVE_KEYS) if k in r}
+                     for r in _jsonl(out / name / "run" / "metrics.jsonl")] for name in ("rl-zero", "sft-rl")}
+    downstream = json.loads((out / "downstream" / "downstream.json").read_text())
+    judged = {n: j for n, j in downstream["judges"].items() if n in variants and "pass_at_1" in j}
+    downstream["spearman_bench_accuracy_vs_pass_at_1"] = spearman(
+        [variants[n]["accuracy"] for n in judged], [j["pass_at_1"] for j in judged.values()])
+    downstream["spearman_judges"] = list(judged)
     return {
         "variants": variants,
         "rl_curves": curves,
-        "claims": [_claim(out, variants, a, b, text) for a, b, text in CLAIMS],
+        "rl_heldout": {name: _rl_evals(out, name) for name in ("rl-zero", "sft-rl")},
+        "claims": [_claim(out, variants, *claim) for claim in CLAIMS],
+        "rl_zero_invalid_within_target": variants["rl-zero"]["invalid_rate"] <= INVALID_TARGET,
+        "downstream": downstream,
         "v2v": json.loads((out / "data" / "stats.json").read_text())["table1"],
         "rejection_sampling": json.loads((out / "judging-data" / "rejection_stats.json").read_text()),
     }
 
 
-def _claim(out: Path, variants: dict, better: str, worse: str, text: str) -> dict:
+def _claim(out: Path, variants: dict, better: str, worse: str, text: str, target: float) -> dict:
     difference = variants[better]["accuracy"] - variants[worse]["accuracy"]
     low, high = paired_difference(_right(out, better), _right(out, worse))
     return {"better": better, "worse": worse, "claim": text, "difference": difference, "ci95": [low, high],
-            "holds": _verdict(difference, low)}
+            "target_points": target, "holds": _verdict(difference, low, target)}
 
 
-def write_report(out: Path, cfg, wall_s: float) -> dict:
-    results = {"config": cfg.__dict__, "wall_time_s": wall_s, "budget_s": BUDGET_S, **collect(out)}
+def _downstream_rows(d: dict, variants: dict) -> list[list]:
+    rows = [["(untrained policy)", "", "", "", percent(d["untrained_pass_at_1"]), ""]]
+    for name, j in d["judges"].items():
+        bench = percent(variants[name]["accuracy"]) if name in variants else "(gold labels)"
+        if "pass_at_1" in j:
+            low, high = j["vs_untrained_ci95"]
+            gain = f"{100 * (j['pass_at_1'] - d['untrained_pass_at_1']):+.1f} ({100 * low:+.1f} to {100 * high:+.1f})"
+            rows.append([name, bench, percent(j["accuracy_on_policy_samples"]), j["pairs"], percent(j["pass_at_1"]), gain])
+        else:
+            rows.append([name, bench, percent(j["accuracy_on_policy_samples"]), 0, "no pairs: no DPO", ""])
+    return rows
+
+
+def write_report(out: Path, cfg, wall_s: float, stages) -> dict:
+    results = {"config": cfg.__dict__, "wall_time_s": wall_s, "budget_s": BUDGET_S,
+               "stages": {"reused": stages.reused, "built_s": stages.built, "keys": stages.keys}, **collect(out)}
     write_json(out / "results.json", results)
     variants = results["variants"]
-    headers = ["variant", "accuracy", "macro-F1", "invalid", "TP", "FN", "FP", "TN", "tokens"]
+    headers = ["judge", "accuracy", "macro-F1", "invalid", "TP", "FN", "FP", "TN", "tokens"]
     rows = [[name, percent(v["accuracy"]), percent(v["macro_f1"]), percent(v["invalid_rate"]),
              v["confusion"]["tp"], v["confusion"]["fn"], v["confusion"]["fp"], v["confusion"]["tn"],
              f"{v['mean_judgment_tokens']:.0f}"] for name, v in variants.items()]
     accuracy_bars({n: {"n": v["n"], "accuracy": v["accuracy"]} for n, v in variants.items()},
-                  out / "accuracy.png", "Mini Libra Bench accuracy by variant")
+                  out / "accuracy.png", "Mini Libra Bench accuracy by judge")
     curves = {k: v for k, v in results["rl_curves"].items() if v}
     if curves:
-        training_curves(curves, ["reward", "accuracy"], out / "rl_curves.png", "GRPO on verifiable judging")
-    n = next(iter(variants.values()))["n"]
+        keys = [k for k in CURVE_KEYS if all(k in r for c in curves.values() for r in c)]
+        training_curves(curves, keys, out / "rl_curves.png", "GRPO on verifiable judging (training prompts)")
+    heldout = {k: v for k, v in results["rl_heldout"].items() if v}
+    if heldout:
+        training_curves(heldout, ["eval_accuracy", "eval_invalid"], out / "rl_heldout.png",
+                        "Held-out Mini Libra Bench during RL (Fig. 3a)")
+    d = results["downstream"]
+    points = {n: (variants[n]["accuracy"], j["pass_at_1"]) for n, j in d["judges"].items()
+              if n in variants and "pass_at_1" in j}
+    if points:
+        correlation_scatter(points, out / "downstream.png", "judge accuracy on the Mini Libra Bench (%)",
+                            "policy pass@1 after DPO (%)", "Judge accuracy vs downstream pass@1 (Fig. 2)")
+    n = variants["base"]["n"]
     claims = [[c["claim"], f"{c['better']} vs {c['worse']}", c["holds"], f"{100 * c['difference']:+.1f}",
-               f"{100 * c['ci95'][0]:+.1f} to {100 * c['ci95'][1]:+.1f}"] for c in results["claims"]]
+               f"{100 * c['ci95'][0]:+.1f} to {100 * c['ci95'][1]:+.1f}",
+               f"{c['target_points']:+.0f}" if c["target_points"] else ""] for c in results["claims"]]
+    claim_headers = ["claim", "comparison", "holds", "points", "paired 95% CI", "target"]
+    down_headers = ["judge", "bench accuracy", "accuracy on policy samples", "DPO pairs", "pass@1",
+                    "vs untrained (95% CI)"]
+    down_rows = _downstream_rows(d, variants)
+    rho = d["spearman_bench_accuracy_vs_pass_at_1"]
+    rho_text = "undefined (fewer than 3 judges with pairs, or a constant side)" if rho is None else f"{rho:+.2f}"
     rs = results["rejection_sampling"]
+    rl_zero_invalid = variants["rl-zero"]["invalid_rate"]
     body = [
         "# Libra-Mini",
         f"Held-out Mini Libra Bench: {n} judgments (balanced correct / incorrect per source model, problems "
         f"unseen in training). Accuracy, macro-F1 and invalid rate in %; TP..TN: the confusion matrix with "
-        f"'correct' as the positive class (invalid verdicts count as wrong); tokens: mean judgment length.",
+        f"'correct' as the positive class (invalid verdicts count as wrong); tokens: mean judgment length. "
+        f"`teacher` is the programmatic thinking teacher of rejection sampling (error rate "
+        f"{cfg.teacher_error_rate:.0%}), scored by the same harness.",
         markdown_table(headers, rows).rstrip(),
-        "## The paper's orderings on this run",
-        markdown_table(["claim", "comparison", "holds", "accuracy difference (points)", "paired 95% CI"],
-                       claims).rstrip(),
+        "## The paper's claims on this run",
+        markdown_table(claim_headers, claims).rstrip(),
+        f"RL-zero invalid verdicts: {percent(rl_zero_invalid)}% (target <= {percent(INVALID_TARGET)}%: "
+        f"{'met' if results['rl_zero_invalid_within_target'] else 'not met'}).",
         f"Rejection sampling: {rs['kept']} thinking judgments kept of {rs['samples']} teacher samples "
         f"(acceptance {percent(rs['acceptance'])}%).",
-        "![accuracy](accuracy.png)\n![RL curves](rl_curves.png)",
-        f"Wall time {wall_s:.0f} s (budget {BUDGET_S} s).",
+        "## Downstream: judge-labelled DPO (section 6)",
+        f"A weak policy ({percent(d['labelled_accuracy_of_policy'])}% of its {d['labelled_solutions']} sampled "
+        f"solutions correct) is trained by DPO on each judge's pairs; pass@1 over {d['policy_samples']} samples "
+        f"on each of {d['test_problems']} other held-out problems, with paired bootstrap intervals against the "
+        f"untrained policy.",
+        markdown_table(down_headers, down_rows).rstrip(),
+        f"Spearman rank correlation of bench accuracy and pass@1 over {len(points)} judges: {rho_text}.",
+        "![accuracy](accuracy.png)\n![held-out during RL](rl_heldout.png)\n![RL curves](rl_curves.png)\n"
+        "![downstream](downstream.png)",
+        f"Wall time {wall_s:.0f} s (budget {BUDGET_S} s); stages reused from an earlier run: "
+        f"{', '.join(stages.reused) or 'none'}.",
     ]
     (out / "report.md").write_text("\n\n".join(body) + "\n")
     print_results_table(f"Libra-Mini: {n} held-out judgments", headers, rows)
-    print_results_table("The paper's orderings, as measured", ["claim", "comparison", "holds", "points", "95% CI"],
-                        claims)
+    print_results_table("The paper's claims, as measured", claim_headers, claims)
+    print_results_table("Downstream: DPO on judge-labelled pairs", down_headers, down_rows)
+    print(f"Spearman(bench accuracy, pass@1) = {rho_text}")
     print(f"wall time {wall_s:.0f} s (budget {BUDGET_S} s); report: {out / 'report.md'}")
     return results

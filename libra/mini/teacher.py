@@ -8,7 +8,12 @@ column by column, compares its sum with the response's final answer, then gives 
     2+9+0=11 write 1 carry 1
     8+3+1=12 write 2 carry 1
     4+7+1=12 write 12
-    mine 1221, response 1211, differ
+    sum 1221
+    answer 1211
+    1 1 same
+    2 2 same
+    2 1 differ
+    1 1 same
     </think>
     Wrong. [[score=0]]
 
@@ -31,10 +36,9 @@ from tqdm.auto import tqdm
 
 from libra.judge import render, template_fields
 from libra.mini import MINI_TEMPLATE
-from libra.mini.arith import parse_question, random_slip, written_steps
+from libra.mini.arith import answer_width, compare_lines, parse_question, random_slip, written_steps
 from libra.rollout.types import Generation, Prompt, Sample, SamplingParams, prompt_token_ids
 from libra.verify import extract_answer
-from libra.verify.compare import quick_verdict
 
 # The seed of a call made without one: the teacher is a program, so unseeded calls are reproducible too.
 DEFAULT_SEED = 0
@@ -46,12 +50,17 @@ def judge_text(question: str, response: str, *, slip: bool, rng: random.Random) 
     a, b = parse_question(question)
     mistake = random_slip(a, b, rng, rng.choice(("carry", "add"))) if slip else None
     lines, mine = written_steps(a, b, mistake)
-    theirs = extract_answer(response)
-    same = theirs is not None and quick_verdict(theirs, str(mine)) is True
-    shown = " ".join(theirs.split()) if theirs is not None else "none"
-    comparison = f"mine {mine}, response {shown}, {'same' if same else 'differ'}"
+    comparison, same = compare_lines(str(mine), extract_answer(response), answer_width(a, b))
     verdict = "Correct. [[score=4]]" if same else "Wrong. [[score=0]]"
-    return "<think>\n" + "\n".join(lines) + f"\n{comparison}\n</think>\n{verdict}"
+    return "<think>\n" + "\n".join(lines + comparison) + f"\n</think>\n{verdict}"
+
+
+def skim_text(response: str) -> str:
+    """A judgment that trusts the response instead of checking it: the shortcut real judges take (agreeing
+    with a derivation that looks fine). Right whenever the response is, wrong whenever it is not."""
+    theirs = extract_answer(response)
+    shown = " ".join(theirs.split()) if theirs is not None else "none"
+    return f"<think>\nthe steps look right\nanswer {shown}\n</think>\nCorrect. [[score=4]]"
 
 
 def direct_verdict(label: bool) -> str:
@@ -64,14 +73,18 @@ class ThinkingTeacher:
 
     Prompts are judging prompts rendered from one of ``templates`` (by default the mini template and the
     paper's pointwise one), as a chat or as plain text; the question and response are read back out of them.
-    Sample ``k`` of prompt ``i`` slips with probability ``error_rate``, drawn from a generator seeded with
+    Sample ``k`` of prompt ``i`` skims (``skim_text``) with probability ``skim_rate``, and otherwise checks
+    and slips with probability ``error_rate``, both drawn from a generator seeded with
     ``seed + i*n + k`` (vLLM's seeding, which ``generate_resumable`` relies on to resume). Temperature and
     top-p are ignored: the teacher's randomness is its slip rate.
     """
 
-    def __init__(self, tokenizer, error_rate: float = 0.2, templates: Sequence[str] = (MINI_TEMPLATE, "pointwise")):
-        if not 0 <= error_rate <= 1:
-            raise ValueError(f"error_rate must be in [0, 1], got {error_rate}")
+    def __init__(self, tokenizer, error_rate: float = 0.2, templates: Sequence[str] = (MINI_TEMPLATE, "pointwise"),
+                 skim_rate: float = 0.0):
+        for name, rate in (("error_rate", error_rate), ("skim_rate", skim_rate)):
+            if not 0 <= rate <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {rate}")
+        self.skim_rate = skim_rate
         self.tokenizer = tokenizer
         self.error_rate = error_rate
         self.templates = tuple(templates)
@@ -86,7 +99,10 @@ class ThinkingTeacher:
             samples = []
             for k in range(params.n):
                 rng = random.Random(seed + i * params.n + k)
-                text = judge_text(question, response, slip=rng.random() < self.error_rate, rng=rng)
+                if rng.random() < self.skim_rate:
+                    text = skim_text(response)
+                else:
+                    text = judge_text(question, response, slip=rng.random() < self.error_rate, rng=rng)
                 samples.append(self._sample(text, params))
             out.append(Generation(prompt_token_ids(self.tokenizer, prompt), samples))
         return out

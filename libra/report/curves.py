@@ -99,3 +99,19 @@ def training_curves(curves: Mapping[str, Sequence[Mapping[str, float]]], keys: S
     axes[0].legend(fontsize="small")
     fig.suptitle(title)
     return save_png(fig, path)
+
+
+def correlation_scatter(points: Mapping[str, tuple[float, float]], path: Path, xlabel: str, ylabel: str,
+                        title: str) -> Path:
+    """One labelled point per run (e.g. a judge's bench accuracy against the pass@1 of the policy it
+    trained), the paper's Fig. 2 layout; values in [0, 1] are drawn as percentages."""
+    fig = Figure(figsize=(4.8, 3.6))
+    ax = fig.subplots()
+    for name, (x, y) in points.items():
+        ax.scatter([100 * x], [100 * y], s=24)
+        ax.annotate(name, (100 * x, 100 * y), textcoords="offset points", xytext=(4, 4), fontsize="small")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return save_png(fig, path)

@@ -30,10 +30,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    train(args.trainer_name, args.overrides, config=args.config)
+    return 0
+
+
+def train(name: str, overrides: list[str], *, config: str | None = None, **kwargs) -> None:
+    """``libra train NAME --config CONFIG key=value ...`` as a function: the same config loading and checks,
+    then the trainer's entry point (``kwargs`` go to it, e.g. GRPO's ``engine_factory``)."""
     import importlib
 
-    module, config_cls, entry, _ = _TRAINERS[args.trainer_name]
+    module, config_cls, entry, _ = _TRAINERS[name]
     mod = importlib.import_module(module)
-    cfg = load_config(getattr(mod, config_cls), args.config, args.overrides)
-    getattr(mod, entry)(cfg)
-    return 0
+    cfg = load_config(getattr(mod, config_cls), config, overrides)
+    getattr(mod, entry)(cfg, **kwargs)

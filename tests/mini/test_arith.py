@@ -7,11 +7,16 @@ import re
 import pytest
 
 from libra.mini.arith import (
+    BRACKET_FORMATS,
     SOURCE_MODELS,
     ArithProblem,
     Slip,
+    answer_width,
     carry_columns,
+    compare_lines,
+    comparison_instruction,
     make_problems,
+    near_miss,
     parse_question,
     respond,
     worked_solution,
@@ -138,3 +143,36 @@ def test_respond_is_deterministic_given_the_generator():
     first = [respond(SOURCE_MODELS[-1], p, random.Random(s)) for s in range(30)]
     assert first == [respond(SOURCE_MODELS[-1], p, random.Random(s)) for s in range(30)]
     assert len(set(first)) > 3
+
+
+def test_compare_lines_pads_and_compares_each_digit():
+    lines, same = compare_lines("132", "123", 3)
+    assert lines == ["sum 132", "answer 123", "1 1 same", "3 2 differ", "2 3 differ"] and not same
+    lines, same = compare_lines("87", "087", 3)
+    assert lines == ["sum 087", "answer 087", "0 0 same", "8 8 same", "7 7 same"] and same
+    # An answer longer than the width widens both sides; a non-number never matches.
+    assert compare_lines("87", "1870", 3) == (["sum 0087", "answer 1870", "0 1 differ", "0 8 differ", "8 7 differ",
+                                               "7 0 differ"], False)
+    assert compare_lines("87", "8 7", 3)[1] is False and compare_lines("87", None, 3)[0][1] == "answer none"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_comparison_instruction_is_a_skill_not_a_judgment(seed):
+    rng = random.Random(seed)
+    for p in make_problems(200, digits=(2,), seed=seed):
+        shown = p.answer if rng.random() < 0.5 else near_miss(p.answer, rng)
+        row = comparison_instruction(p.answer, shown, answer_width(p.a, p.b), rng)
+        yes, no = re.findall(r"\[\[[^\]]+\]\]", row["prompt"])
+        assert (yes, no) in BRACKET_FORMATS
+        assert row["response"].endswith("</think>\n" + (yes if shown == p.answer else no))
+        assert "Compute" not in row["prompt"] and "correct" not in row["prompt"].lower()  # no question, no verdict
+        if shown != p.answer:
+            assert shown.isdigit() and int(shown) != int(p.answer)
+
+
+def test_near_misses_are_close_and_never_equal():
+    rng = random.Random(0)
+    for answer in ("87", "132", "100", "9", "198"):
+        for _ in range(200):
+            miss = near_miss(answer, rng)
+            assert miss.isdigit() and int(miss) != int(answer) and abs(len(miss) - len(answer)) <= 1

@@ -1,5 +1,12 @@
-"""The paired bootstrap behind the report's "holds" column."""
-from libra.mini.report import _verdict, paired_difference
+"""The statistics behind the report: the paired bootstrap of its "holds" column and the rank correlation
+of the downstream study, each checked against a computation done another way."""
+import itertools
+
+import numpy as np
+import pytest
+
+from libra.mini.downstream import pass_at_1, paired_interval
+from libra.mini.report import _verdict, paired_difference, spearman
 
 
 def test_paired_difference_interval():
@@ -11,4 +18,38 @@ def test_paired_difference_interval():
     slightly = dict(same, **{"1": True})  # one judgment out of 200: no evidence either way
     low, high = paired_difference(slightly, same)
     assert low <= 0 < high
-    assert _verdict(0.005, low) == "yes, within noise" and _verdict(0.3, 0.2) == "yes" and _verdict(-0.1, -0.2) == "no"
+    assert _verdict(0.005, low, 0.0) == "yes, within noise" and _verdict(0.3, 0.2, 0.0) == "yes"
+    assert _verdict(-0.1, -0.2, 0.0) == "no" and _verdict(0.03, 0.01, 5.0) == "yes, below the 5-point target"
+
+
+def _spearman_by_pairs(x, y):
+    """Spearman without ties, from its definition 1 - 6 sum d^2 / (n (n^2 - 1))."""
+    rank = lambda v: {value: r for r, value in enumerate(sorted(v))}
+    rx, ry = rank(x), rank(y)
+    n = len(x)
+    return 1 - 6 * sum((rx[a] - ry[b]) ** 2 for a, b in zip(x, y)) / (n * (n * n - 1))
+
+
+def test_spearman_matches_the_textbook_formula():
+    rng = np.random.default_rng(0)
+    for n in (3, 4, 6):
+        for _ in range(20):
+            x, y = rng.permutation(100)[:n].tolist(), rng.permutation(100)[:n].tolist()
+            assert spearman(x, y) == pytest.approx(_spearman_by_pairs(x, y))
+    assert spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2], [1, 2]) is None and spearman([1, 1, 1], [1, 2, 3]) is None
+    # Ties take their average rank: Pearson on ranks (1.5, 1.5, 3) and (1, 2, 3).
+    assert spearman([5, 5, 9], [1, 2, 3]) == pytest.approx(np.corrcoef([1.5, 1.5, 3], [1, 2, 3])[0, 1])
+
+
+def test_pass_at_1_and_its_paired_interval():
+    rows = [{"problem_id": p, "label": ok} for p, ok in itertools.product("ab", (True, False))]
+    rows += [{"problem_id": "c", "label": True}] * 2
+    assert pass_at_1(rows) == {"a": 0.5, "b": 0.5, "c": 1.0}
+    base = {str(i): 0.25 for i in range(100)}
+    better = {k: 0.75 for k in base}
+    assert paired_interval(better, base) == pytest.approx((0.5, 0.5))
+    noisy = {k: (1.0 if int(k) % 2 else 0.0) for k in base}
+    low, high = paired_interval(noisy, base)
+    assert low < 0.25 < high

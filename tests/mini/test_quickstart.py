@@ -7,14 +7,15 @@ import sys
 
 import pytest
 
-from libra.mini.pipeline import VARIANTS
+from libra.mini.pipeline import TEACHER, VARIANTS
 
-STAGES = ("data", "model", "base-sft", "judging-data", "direct-sft", "thinking-sft", "rl-zero", "sft-rl", "eval")
+STAGES = ("data", "model", "base-sft", "judging-data", "direct-sft", "thinking-sft", "rl-zero", "sft-rl", "eval",
+          "policy-sft", "downstream")
 
 
-def _quickstart(out):
+def _quickstart(out, *extra):
     env = dict(os.environ, OMP_NUM_THREADS="2")
-    done = subprocess.run([sys.executable, "-m", "libra", "quickstart", "--fast", "--out", str(out)],
+    done = subprocess.run([sys.executable, "-m", "libra", "quickstart", "--fast", "--out", str(out), *extra],
                           capture_output=True, text=True, env=env, timeout=1200)
     assert done.returncode == 0, done.stderr[-4000:]
     return done.stdout
@@ -31,7 +32,7 @@ def test_fast_quickstart_runs_every_stage(tmp_path):
     assert {r["problem_id"] for r in bench}.isdisjoint({r["problem_id"] for r in train})  # held out by problem
     assert sum(r["label"] for r in bench) * 2 == len(bench)  # balanced
     results = json.loads((out / "results.json").read_text())
-    assert list(results["variants"]) == list(VARIANTS)
+    assert list(results["variants"]) == [*VARIANTS, TEACHER]
     for name, metrics in results["variants"].items():
         lines = (out / "eval" / name / "predictions.jsonl").read_text().splitlines()
         predictions = [json.loads(line) for line in lines]
@@ -47,11 +48,28 @@ def test_fast_quickstart_runs_every_stage(tmp_path):
     assert len(results["rl_curves"]["sft-rl"]) == 2 and results["rl_curves"]["rl-zero"]
     assert all(r["logprob_mismatch"] < 1e-3 for r in
                map(json.loads, (out / "sft-rl" / "run" / "metrics.jsonl").read_text().splitlines()))
-    for name in ("report.md", "accuracy.png", "rl_curves.png"):
+    # Held-out accuracy during RL (Fig. 3a): before the first update, then at every evaluated step.
+    for name in ("rl-zero", "sft-rl"):
+        steps = [p["step"] for p in results["rl_heldout"][name]]
+        assert steps[0] == 0 and steps[-1] == 2 and steps == sorted(set(steps))
+    down = results["downstream"]
+    assert down["labelled_solutions"] == 12 * 2 and down["test_problems"] == 12
+    gold = down["judges"]["gold"]
+    samples = [json.loads(line) for line in (out / "downstream" / "samples.jsonl").read_text().splitlines()]
+    right = sum(r["label"] for r in samples)
+    assert gold["pairs"] == len((out / "downstream" / "pairs" / "gold.jsonl").read_text().splitlines())
+    assert gold["pairs"] <= min(right, len(samples) - right)
+    for name, judge in down["judges"].items():
+        assert ("pass_at_1" in judge) == (judge["pairs"] > 0)  # DPO exactly for the judges with pairs
+    for name in ("report.md", "accuracy.png", "rl_curves.png", "rl_heldout.png"):
         assert (out / name).stat().st_size > 0
     assert "wall time" in log
     report = (out / "report.md").read_text()
     rerun = _quickstart(out)
-    assert rerun.count("done earlier, skipped") == len(STAGES)
+    assert rerun.count("reused") == len(STAGES)
     assert json.loads((out / "results.json").read_text())["variants"] == results["variants"]
     assert (out / "report.md").read_text().split("Wall time")[0] == report.split("Wall time")[0]
+    # Another configuration into the same folder reuses nothing that was built from the old one.
+    other = _quickstart(out, "--seed", "1")
+    assert "reused" not in other and other.count("inputs changed, rebuilding") == len(STAGES)
+    assert json.loads((out / "results.json").read_text())["config"]["seed"] == 1

@@ -11,13 +11,13 @@ from libra.eval.libra_bench import score_records
 from libra.judge import parse_pointwise, render, score_to_label, template_fields
 from libra.mini import MINI_TEMPLATE
 from libra.mini.arith import SOURCE_MODELS, make_problems, respond, worked_solution, written_steps
-from libra.mini.teacher import DEFAULT_SEED, ThinkingTeacher, direct_verdict, judge_text
+from libra.mini.teacher import DEFAULT_SEED, ThinkingTeacher, direct_verdict, judge_text, skim_text
 from libra.models.tiny import train_tokenizer
 from libra.rollout.types import SamplingParams, prompt_token_ids
 from libra.train.rejection import select
 from libra.verify import extract_answer, verify_answer
 
-_MINE = re.compile(r"\nmine (\d+), response (\S+), (same|differ)\n</think>\n")
+_MINE = re.compile(r"\nsum (\d+)\nanswer (.+)\n")
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +55,14 @@ def test_mini_template_renders_and_is_short():
 def test_judgment_shape():
     text = judge_text("Compute 482 + 739.", "...\nSo the answer is \\boxed{1211}.", slip=False, rng=random.Random(0))
     assert text == ("<think>\n2+9+0=11 write 1 carry 1\n8+3+1=12 write 2 carry 1\n4+7+1=12 write 12\n"
-                    "mine 1221, response 1211, differ\n</think>\nWrong. [[score=0]]")
-    right = judge_text("Compute 482 + 739.", "So the answer is \\boxed{1221}.", slip=False, rng=random.Random(0))
-    assert right.endswith("mine 1221, response 1221, same\n</think>\nCorrect. [[score=4]]")
+                    "sum 1221\nanswer 1211\n1 1 same\n2 2 same\n2 1 differ\n1 1 same\n</think>\nWrong. [[score=0]]")
+    right = judge_text("Compute 48 + 39.", "So the answer is \\boxed{87}.", slip=False, rng=random.Random(0))
+    # Both numbers are zero-padded to one digit more than the operands, so every digit pair sits at a fixed offset.
+    assert right.endswith("sum 087\nanswer 087\n0 0 same\n8 8 same\n7 7 same\n</think>\nCorrect. [[score=4]]")
+    short = judge_text("Compute 48 + 39.", "So the answer is \\boxed{7}.", slip=False, rng=random.Random(0))
+    assert "answer 007\n0 0 same\n8 0 differ\n7 7 same\n" in short and not verdict_label(short)
     missing = judge_text("Compute 482 + 739.", "I am not sure.", slip=False, rng=random.Random(0))
-    assert "response none, differ" in missing and not verdict_label(missing)
+    assert "answer none\nno number, differ" in missing and not verdict_label(missing)
     assert (direct_verdict(True), direct_verdict(False)) == ("[[score=4]]", "[[score=0]]")
 
 
@@ -68,7 +71,7 @@ def test_no_slip_verdict_is_the_truth(items):
     for question, response, gold, label in items:
         text = judge_text(question, response, slip=False, rng=random.Random(0))
         assert verdict_label(text) == label
-        assert _MINE.search(text)[1] == gold
+        assert int(_MINE.search(text)[1]) == int(gold)
 
 
 def test_slip_flips_the_verdict_only_when_it_changes_the_comparison(items):
@@ -76,11 +79,12 @@ def test_slip_flips_the_verdict_only_when_it_changes_the_comparison(items):
     flips = 0
     for question, response, gold, label in items:
         text = judge_text(question, response, slip=True, rng=rng)
-        mine = _MINE.search(text)[1]
-        assert mine != gold  # a slip always changes the teacher's own sum ...
+        mine = int(_MINE.search(text)[1])
+        assert mine != int(gold)  # a slip always changes the teacher's own sum ...
         a, b = (int(x) for x in re.findall(r"\d+", question))
-        assert written_steps(a, b)[0] != text.split("\n")[1:-3]  # ... through a wrong line in its thinking
-        flipped = (mine == extract_answer(response)) != label  # ... but the verdict only through the comparison
+        steps = written_steps(a, b)[0]
+        assert steps != text.split("\n")[1:1 + len(steps)]  # ... through a wrong line in its thinking
+        flipped = (mine == int(extract_answer(response))) != label  # ... but the verdict only through the comparison
         assert (verdict_label(text) != label) == flipped
         flips += flipped
     right = sum(label for *_, label in items)
@@ -173,3 +177,24 @@ def test_rejection_sampling_drives_the_teacher_like_a_model(items, tokenizer, tm
     assert stats["invalid"] == 0 and stats["samples"] == 240 and 0.5 < stats["acceptance"] < 0.95
     assert len(kept) == stats["rows_with_a_kept_judgment"] >= 55
     assert all(verdict_label(k["messages"][1]["content"]) == k["label"] for k in kept)
+
+
+def test_skims_trust_the_response_and_survive_rejection_only_where_it_is_right(items, tokenizer, tmp_path):
+    question, response, gold, label = next(i for i in items if not i[3])
+    assert skim_text(response) == (f"<think>\nthe steps look right\nanswer {extract_answer(response)}\n</think>\n"
+                                   "Correct. [[score=4]]")
+    rows = [{"id": f"r{i}", "subset": "mini", "source_model": "m", "label": lab, "question": q, "response": r}
+            for i, (q, r, _, lab) in enumerate(items[:120])]
+    prompts = [render(MINI_TEMPLATE, question=r["question"], response=r["response"]) for r in rows]
+    requests = [Request(r["id"], [{"role": "user", "content": p}]) for r, p in zip(rows, prompts)]
+    teacher = ThinkingTeacher(tokenizer, error_rate=0.0, skim_rate=0.5)
+    records = generate_resumable(teacher, requests, SamplingParams(n=4, seed=5), GenerationStore(tmp_path / "g.jsonl"),
+                                 template="mini", model="teacher", progress=False)
+    texts = [s["text"] for rec in records for s in rec["samples"]]
+    share = sum("the steps look right" in t for t in texts) / len(texts)
+    assert 0.4 < share < 0.6
+    kept, _ = select(rows, score_records(rows, records, "pointwise", 2), records, prompts, keep=4, drop_truncated=True)
+    skims = [k for k in kept if "the steps look right" in k["messages"][1]["content"]]
+    assert skims and all(k["label"] for k in skims)  # a skim of a wrong response says "Correct": rejected
+    with pytest.raises(ValueError, match="skim_rate"):
+        ThinkingTeacher(tokenizer, skim_rate=-0.1)

@@ -1,0 +1,139 @@
+"""The paper's section 6 in miniature: does a better judge train a better policy on unlabelled data?
+
+    a weak reasoning policy samples solutions to problems no stage has seen (no gold answer read)
+      -> each judge labels every solution with its own prompt (greedy)
+      -> ``libra.data.pairs.build_pairs``: per problem, one solution judged correct with one judged wrong,
+         as many pairs as the smaller count
+      -> DPO from the same policy on each judge's pairs (beta 0.01, the paper's), plus gold-labelled pairs
+         (the upper bound: a perfect judge)
+      -> pass@1 of every resulting policy, and of the untrained one, on a second held-out problem set:
+         ``policy_samples`` sampled solutions per problem, each checked with ``verify_answer``
+
+All policies are sampled with the same seeds (common random numbers), so the paired bootstrap over
+problems compares them on the same draws. Results go to ``downstream.json`` in the stage folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from libra.data.jsonl import write_json, write_jsonl
+from libra.data.pairs import build_pairs, judged_rows
+from libra.rollout.types import SamplingParams
+
+GOLD = "gold"
+UNTRAINED = "untrained"
+SOLUTION_TOKENS = 96  # a worked two-digit sum is ~40 tokens
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def train_policy(cfg, model: Path, data: Path, out: Path) -> None:
+    """The downstream policy: the untrained tiny model after ``policy_epochs`` of the reasoning task alone,
+    a reasoner that is often wrong (the paper starts from R1-distilled models at 55% / 39%)."""
+    from libra.mini.pipeline import _sft
+
+    _sft(model, data / "reasoning.jsonl", out, cfg.policy_epochs, 160, 5e-3)
+
+
+def sample_solutions(engine, problems: list[dict], n: int, temperature: float, seed: int) -> list[dict]:
+    """``n`` sampled solutions per problem as judging rows; ``label`` is the gold check,
+    kept for scoring the judges and for the gold upper bound, never shown to a judge."""
+    from libra.mini.pipeline import reasoning_prompt
+    from libra.verify import verify_many
+
+    params = SamplingParams(n=n, temperature=temperature, max_tokens=SOLUTION_TOKENS, seed=seed)
+    gens = engine.generate([[{"role": "user", "content": reasoning_prompt(p["question"])}] for p in problems], params)
+    rows = [{"id": f"{p['id']}#{k}", "problem_id": p["id"], "question": p["question"], "response": s.text,
+             "answer": p["answer"], "subset": "policy", "source_model": "policy"}
+            for p, g in zip(problems, gens) for k, s in enumerate(g.samples)]
+    labels = verify_many([(r["response"], r["answer"]) for r in rows], progress=False)
+    return [{**r, "label": bool(ok)} for r, ok in zip(rows, labels)]
+
+
+def pass_at_1(rows: list[dict]) -> dict[str, float]:
+    """Per problem, the share of its samples that are correct (the unbiased pass@1 estimate)."""
+    by_problem: dict[str, list[bool]] = {}
+    for r in rows:
+        by_problem.setdefault(r["problem_id"], []).append(r["label"])
+    return {pid: float(np.mean(v)) for pid, v in sorted(by_problem.items())}
+
+
+def paired_interval(a: dict[str, float], b: dict[str, float], n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of mean(a) - mean(b) over the same problems, resampled together."""
+    keys = sorted(a)
+    diff = np.array([a[k] - b[k] for k in keys])
+    means = diff[np.random.default_rng(seed).integers(0, len(diff), size=(n, len(diff)))].mean(axis=1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    return float(low), float(high)
+
+
+def _pairs_for(name: str, samples: Path, predictions: Path | None, folder: Path) -> Path:
+    """The judge's DPO pairs (gold: pairs from the labels), with the prompt the policy was trained on."""
+    from libra.mini.pipeline import reasoning_prompt
+
+    rows = _read(samples)
+    judged = ([{"question": r["question"], "response": r["response"], "judged_correct": r["label"]} for r in rows]
+              if predictions is None else judged_rows(samples, predictions))
+    pairs = [{**p, "prompt": reasoning_prompt(p["prompt"])} for p in build_pairs(judged)]
+    path = folder / "pairs" / f"{name}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(path, pairs)
+    return path
+
+
+def _dpo(cfg, policy: Path, pairs: Path, count: int, out: Path) -> Path:
+    from libra.mini.pipeline import _train
+
+    batch = min(16, count)  # a judge that finds few pairs still trains, on smaller batches
+    _train("dpo", f"model.path={policy}", f"data.train={pairs}", f"data.epochs={cfg.dpo_epochs}",
+         "data.max_seq_len=256", "beta=0.01", f"optim.lr={cfg.dpo_lr}", f"optim.min_lr={cfg.dpo_lr / 10}",
+         f"run.global_batch_size={batch}", f"run.micro_batch_size={batch}", f"run.seed={cfg.seed}", f"run.out={out}",
+         "run.tensorboard=false")
+    return out / "final"
+
+
+def downstream(cfg, judges: dict[str, Path], policy: Path, data: Path, folder: Path, engines) -> None:
+    """Sample, label with every judge, DPO per judge, pass@1 per policy; ``downstream.json``."""
+    from libra.mini.pipeline import TEMPLATES, judge_bench
+    from libra.mini import MINI_TEMPLATE
+
+    samples = folder / "samples.jsonl"
+    write_jsonl(samples, sample_solutions(engines.use(policy), _read(data / "downstream-dpo.jsonl"),
+                                          cfg.policy_samples, cfg.policy_temperature, cfg.seed))
+    labelled: dict[str, dict] = {}
+    for name, path in judges.items():
+        out = folder / "judges" / name
+        metrics = judge_bench(engines.use(path), path, samples, TEMPLATES.get(name, MINI_TEMPLATE),
+                              cfg.max_judgment_tokens, out)
+        labelled[name] = {"accuracy_on_policy_samples": metrics["accuracy"], "invalid_rate": metrics["invalid_rate"],
+                          "pairs_file": _pairs_for(name, samples, out / "predictions.jsonl", folder)}
+    labelled[GOLD] = {"accuracy_on_policy_samples": 1.0, "invalid_rate": 0.0,
+                      "pairs_file": _pairs_for(GOLD, samples, None, folder)}
+    policies = {UNTRAINED: policy}
+    for name, info in labelled.items():
+        info["pairs"] = len(_read(info["pairs_file"]))
+        if info["pairs"]:
+            policies[name] = _dpo(cfg, policy, info["pairs_file"], info["pairs"], folder / "dpo" / name)
+    test = _read(data / "downstream-test.jsonl")
+    scores = {}
+    for name, path in policies.items():
+        rows = sample_solutions(engines.use(path), test, cfg.policy_samples, cfg.policy_temperature, cfg.seed + 1)
+        write_jsonl(folder / "pass1" / f"{name}.jsonl", rows)
+        scores[name] = pass_at_1(rows)
+    results = {"policy_samples": cfg.policy_samples, "labelled_solutions": len(_read(samples)),
+               "labelled_accuracy_of_policy": float(np.mean([r["label"] for r in _read(samples)])),
+               "test_problems": len(test), "judges": {}}
+    for name, info in labelled.items():
+        entry = {k: v for k, v in info.items() if k != "pairs_file"}
+        if name in scores:
+            low, high = paired_interval(scores[name], scores[UNTRAINED])
+            entry.update(pass_at_1=float(np.mean(list(scores[name].values()))), vs_untrained_ci95=[low, high])
+        results["judges"][name] = entry
+    results["untrained_pass_at_1"] = float(np.mean(list(scores[UNTRAINED].values())))
+    write_json(folder / "downstream.json", results)
