@@ -145,7 +145,7 @@ def build_judging_sft(cfg: MiniConfig, data: Path, model: Path, folder: Path) ->
     from libra.eval.generations import GenerationStore, Request, generate_resumable
     from libra.eval.libra_bench import score_records
     from libra.rollout.types import SamplingParams
-    from libra.train.rejection import select
+    from libra.data.rejection import select
 
     rows = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines()]
     rows = random.Random(cfg.seed).sample(rows, min(cfg.judge_rows, len(rows)))
