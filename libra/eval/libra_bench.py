@@ -42,6 +42,7 @@ from libra.eval.options import (
     add_engine_arguments,
     add_output_arguments,
     add_sampling_arguments,
+    add_verdict_mode_argument,
     check_prompt_lengths,
     describe_sampling,
     engine_from_args,
@@ -89,9 +90,7 @@ def register(evals: argparse._SubParsersAction) -> None:
     g.add_argument("--verdict", choices=POINTWISE_KINDS, default=None,
                    help="how to read the verdict: [[score=N]] or [[Correct]]/[[Wrong]] (default: the built-in "
                         "template's own kind, pointwise for a template file)")
-    g.add_argument("--verdict-mode", choices=VERDICT_MODES, default="lenient",
-                   help="lenient (default): a thinking judge's verdict is read after </think>, and inside the "
-                        "thinking only when the answer has none; strict: only after </think>")
+    add_verdict_mode_argument(g)
     g.add_argument("--threshold", type=int, choices=range(5), default=DEFAULT_THRESHOLD,
                    help=f"pointwise score >= this predicts 'correct' (default {DEFAULT_THRESHOLD}, the paper's)")
     g.add_argument("--skip-bad", action="store_true", help="skip malformed bench records (counted) instead of stopping")

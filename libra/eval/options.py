@@ -46,6 +46,14 @@ def add_sampling_arguments(p: argparse.ArgumentParser, *, n: int = 1, temperatur
     g.add_argument("--chunk", type=int, default=64, help="prompts per engine call; results are saved after each")
 
 
+def add_verdict_mode_argument(p: argparse.ArgumentParser) -> None:
+    from libra.judge import VERDICT_MODES
+
+    p.add_argument("--verdict-mode", choices=VERDICT_MODES, default="lenient",
+                   help="lenient (default): a thinking judge's verdict is read after </think>, and inside the "
+                        "thinking only when the answer has none; strict: only after </think> (as RL rewards read it)")
+
+
 def add_output_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run directory: generations.jsonl, results.json, report.md, *.png")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N items (smoke runs)")
