@@ -142,10 +142,10 @@ class _Worker:
             self.process.stdin.flush()
         except (BrokenPipeError, OSError) as error:
             raise self._died() from error
-        while not self.ready:
-            self.ready = self._read_line(deadline) == _READY
-            if not self.ready:
+        if not self.ready:
+            if self._read_line(deadline) != _READY:
                 raise CheckerUnavailable(f"worker for {self.target} did not start properly{self._stderr_note()}")
+            self.ready = True
         reply = self._read_line(deadline)
         if "error" in reply:
             raise WorkerFailed(f"worker for {self.target} raised {reply['error']}")

@@ -38,6 +38,8 @@ _MAX_JOINER_CHARS = 40
 _ANSWER_PHRASES = ("the final answer is", "final answer:", "answer is")
 # Words models put between "the answer is" and the answer ("the answer is indeed 6").
 _FILLER = re.compile(r"^(?:(?:indeed|simply|just|definitely|clearly|therefore|thus|actually|then)\b[\s,]*)+", re.I)
+# A comma that starts a clause after the answer ("5, which is odd"), not the next value of a list ("1, 2, and 3").
+_CLAUSE = re.compile(r",\s+(?!(?:and|or)\b)[a-zA-Z]{2,}")
 
 # Last resort, in the response's closing lines only: a formula or a number ("... so 196 has 9 divisors.").
 _LAST_LINE_CHARS = 1000
@@ -257,6 +259,9 @@ def _phrase_answer(text: str) -> Extraction | None:
         sentence_end = re.search(r"\.\s", rest)  # "5. I hope it is correct." but not "3.5"
         if sentence_end:
             rest = rest[:sentence_end.start()]
+        clause = _CLAUSE.search(rest)  # "5, since 2 + 3 = 5": the answer is 5, not a list
+        if clause:
+            rest = rest[:clause.start()]
     answer = rest.strip().rstrip(".$ ").strip()
     return Extraction(answer, "answer phrase") if answer else None
 

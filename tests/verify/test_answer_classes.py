@@ -72,6 +72,8 @@ def test_an_equation_still_matches_an_equation_gold():
         ("\\[\\boxed{3 + 2 \\sqrt{2}, 3 - 2 \\sqrt{2}}.\\]", "3 \\pm 2 \\sqrt{2}", True),
         ("\\boxed{3 + 2 \\sqrt{2}}", "3 \\pm 2 \\sqrt{2}", False),
         ("\\boxed{4, 5}", "4", False),
+        ("The answer is 5, since 2 + 3 = 5.", "5", True),  # a clause after a comma is not a second value
+        ("The answer is 1, 2, and 3.", "1, 2, 3", True),
     ],
 )
 def test_several_values_are_kept_together(response, gold, verdict):
