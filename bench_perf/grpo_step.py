@@ -146,29 +146,39 @@ def _memory(mem: MemorySampler, window: tuple[float, float]) -> dict[str, Any]:
             "method": f"sum of RSS of the worker and its child processes, sampled every {SAMPLE_S} s"}
 
 
+class _CountingEngine:
+    """The rollout engine, with its rollout calls counted (prompt and completion tokens, completions as
+    the engine returned them: cut after EOS)."""
+
+    def __init__(self, engine, counted: list[tuple[int, int]]):
+        self._engine, self._counted = engine, counted
+
+    def generate(self, prompts, params, **kwargs):
+        gens = self._engine.generate(prompts, params, **kwargs)
+        self._counted.append((sum(len(g.prompt_token_ids) * len(g.samples) for g in gens),
+                              sum(len(s.token_ids) for g in gens for s in g.samples)))
+        return gens
+
+    def __getattr__(self, name):  # update_weights, sleep, wake_up, close
+        return getattr(self._engine, name)
+
+
 def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
-    """Worker: ``train_grpo`` in this process, with the generate call wrapped to count tokens and the
-    engine start timed; per-step stage times come from the run's metrics.jsonl."""
+    """Worker: ``train_grpo`` in this process with an engine factory that times the engine start and counts
+    the tokens of every rollout call; per-step stage times come from the run's metrics.jsonl."""
     import libra.train.grpo as grpo
     from libra.config import load_config
 
     s, out = spec["settings"], Path(spec["tmp"]) / f"run-{spec['engine']}"
     counted: list[tuple[int, int]] = []
     engine_start: list[float] = []
-    generate_and_score, start_engine = grpo.generate_and_score, grpo.start_engine
 
-    def counting_generate(*args, **kwargs):
-        rollouts = generate_and_score(*args, **kwargs)
-        counted.append((sum(len(r.prompt_ids) for r in rollouts), sum(len(r.response_ids) for r in rollouts)))
-        return rollouts
-
-    def timed_start(*args, **kwargs):
+    def engine_factory(cfg, seed):
         begin = time.perf_counter()
-        engine = start_engine(*args, **kwargs)
+        engine = grpo.start_engine(cfg, seed)
         engine_start.append(time.perf_counter() - begin)
-        return engine
+        return _CountingEngine(engine, counted)
 
-    grpo.generate_and_score, grpo.start_engine = counting_generate, timed_start
     P = s["prompts_per_step"]
     overrides = [
         f"model.path={spec['model']}", f"data.train={spec['data']}", "data.task=reasoning",
@@ -185,7 +195,7 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     cfg = load_config(grpo.GRPOConfig, None, overrides)
     with MemorySampler() as mem:
         begin = time.time()
-        grpo.train_grpo(cfg)
+        grpo.train_grpo(cfg, engine_factory=engine_factory)
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps = []
     for m, (prompt_tokens, completion_tokens) in zip(metrics, counted, strict=True):

@@ -17,8 +17,10 @@ Verifiers, each against the source's own label:
 
 math-verify runs in the main thread of pool worker processes, where its ``signal.alarm`` timeouts work.
 Ours runs one call at a time in this process, so its per-item time includes the worker round trip.
-Every disagreement (with the label or between ours and math-verify) is saved with both extracted answers
-for reading.
+Every disagreement (with the label or between ours and math-verify) is saved with our explanation (the
+extracted answer, where it was found, the forms compared and the deciding rule) for reading; the summary
+also breaks our agreement down by where the answer was found, and counts checks that failed (timeouts,
+dead workers), which are no judgement of the answer.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import argparse
 import datetime
 import statistics
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
@@ -73,13 +76,25 @@ def _math_verify(item: tuple[str, str]) -> tuple[bool, bool, float]:
     return bool(plain), bool(boxed), seconds
 
 
+def _by_extraction(items: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Our agreement with the labels per answer source ("box", "closing math", "no final answer", ...)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        why = item["ours_why"]
+        source = why["extraction"] if why["extracted"] is not None else f"none: {why['extraction']}"
+        groups.setdefault(source, []).append(item)
+    return {source: {"n": len(group), "agree": sum(i["ours"] == i["label"] for i in group) / len(group),
+                     "ours_true": sum(i["ours"] for i in group), "label_true": sum(i["label"] for i in group)}
+            for source, group in sorted(groups.items(), key=lambda kv: -len(kv[1]))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=None, help="first N items only (a quick look)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
 
-    from libra.verify import extract_answer, verify_answer
+    from libra.verify import verify_answer
 
     items = list(load_items())[: args.limit]
     pairs = [(item["response"], item["gold"]) for item in items]
@@ -90,8 +105,9 @@ def main() -> None:
         item.update(math_verify=plain, math_verify_boxed=boxed, math_verify_s=seconds)
     for item in items:
         start = time.perf_counter()
-        item["ours"] = verify_answer(item["response"], item["gold"], timeout=OUR_TIMEOUT_S)
+        verdict = verify_answer(item["response"], item["gold"], timeout=OUR_TIMEOUT_S, explain=True)
         item["ours_s"] = time.perf_counter() - start
+        item["ours"], item["ours_why"] = verdict.correct, verdict.as_dict()
 
     datasets = sorted({item["dataset"] for item in items}, key=lambda name: (name.count("/"), name))
     groups = {name: [item for item in items if item["dataset"] == name] for name in datasets}
@@ -120,11 +136,16 @@ def main() -> None:
 
     disagreements = [
         {key: item[key] for key in ("dataset", "id", "gold", "label", "math_verify",
-                                    "math_verify_boxed", "ours")}
-        | {"ours_extracted": extract_answer(item["response"]), "response_tail": item["response"][-300:]}
+                                    "math_verify_boxed", "ours", "ours_why")}
+        | {"response_tail": item["response"][-300:]}
         for item in items
         if item["ours"] != item["label"] or item["ours"] != item["math_verify_boxed"]
     ]
+    by_extraction = _by_extraction(items)
+    print_table("Ours by where the answer was found", ["extraction", "n", "agree", "ours True", "label True"],
+                [[name, *stats.values()] for name, stats in by_extraction.items()])
+    failures = Counter(item["ours_why"]["failure"] for item in items if item["ours_why"]["failure"])
+    print(f"our checks that failed (timeout / worker error): {dict(failures) or 'none'}")
     write_json(args.out, {
         "benchmark": "verify_agreement",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -132,6 +153,8 @@ def main() -> None:
         "versions": versions("math-verify", "sympy", "latex2sympy2_extended"),
         "our_timeout_s": OUR_TIMEOUT_S,
         "summary": summary,
+        "ours_by_extraction": by_extraction,
+        "ours_check_failures": dict(failures),
         "disagreements": disagreements,
     })
     print(f"{len(disagreements)} disagreements saved to {args.out}")

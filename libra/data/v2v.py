@@ -11,7 +11,9 @@ Following the paper's Libra Bench curation (section 3 and appendix C.1):
    shape of the paper's Table 1, and the agreement of our labels with the source's own labels.
 
 Labelling is the slow step, so labels are appended to a cache file as they are computed; a rerun after a
-crash labels only what is missing.
+crash labels only what is missing. A check that could not finish (a timeout, a dead checker worker) is no
+label: it is counted in the statistics, its response is left out of the rows, and it is never cached, so a
+rerun checks it again.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from .jsonl import append_jsonl, read_jsonl
 from .sources import Problem, Response, question_key
@@ -37,6 +39,7 @@ class Candidate:
     response: Response
     final: str
     label: bool | None = None
+    why: dict | None = None  # the checker's explanation of the label (extracted answer, forms, rule)
 
 
 @dataclass
@@ -69,22 +72,45 @@ def _label_key(final: str, gold: str) -> str:
     return hashlib.sha256(f"{CHECKER_VERSION}\x00{gold}\x00{final}".encode()).hexdigest()[:24]
 
 
-def label_all(cands: list[Candidate], verify_many: Callable, cache: Path | None, **verify_kw) -> int:
-    """Fill ``label`` on every candidate, reusing and extending the cache; returns how many were computed."""
-    known: dict[str, bool] = {}
+def _outcome(result: Any) -> tuple[bool | None, dict | None]:
+    """A checker's result as (label, explanation): a ``libra.verify.Verdict`` explains itself, and one whose
+    check failed is no label (None); a stand-in checker may return plain bools."""
+    if isinstance(result, bool):
+        return result, None
+    return (None if result.failure else result.correct), result.as_dict()
+
+
+def label_all(cands: list[Candidate], verify_many: Callable, cache: Path | None,
+              **verify_kw) -> tuple[int, Counter]:
+    """Fill ``label`` and ``why`` on every candidate, reusing and extending the cache.
+
+    Returns how many were checked now and the failed checks by kind; a failed check leaves ``label`` None
+    and is not cached.
+    """
+    known: dict[str, tuple[bool, dict | None]] = {}
     if cache is not None and cache.exists():
-        known = {rec.data["key"]: bool(rec.data["label"]) for rec in read_jsonl(cache)}
+        known = {rec.data["key"]: (bool(rec.data["label"]), rec.data.get("why")) for rec in read_jsonl(cache)}
     todo = [c for c in cands if _label_key(c.final, c.problem.gold) not in known]
+    failures: Counter = Counter()
     for start in range(0, len(todo), LABEL_BATCH):
         batch = todo[start:start + LABEL_BATCH]
-        labels = verify_many([(c.final, c.problem.gold) for c in batch], **verify_kw)
-        fresh = {_label_key(c.final, c.problem.gold): bool(lab) for c, lab in zip(batch, labels)}
+        results = verify_many([(c.final, c.problem.gold) for c in batch], explain=True, **verify_kw)
+        fresh = {}
+        for c, result in zip(batch, results):
+            label, why = _outcome(result)
+            if label is None:
+                failures[result.failure] += 1
+                c.why = why
+            else:
+                fresh[_label_key(c.final, c.problem.gold)] = (label, why)
         known.update(fresh)
         if cache is not None:
-            append_jsonl(cache, ({"key": k, "label": v} for k, v in fresh.items()))
+            append_jsonl(cache, ({"key": k, "label": label, "why": why} for k, (label, why) in fresh.items()))
     for c in cands:
-        c.label = known[_label_key(c.final, c.problem.gold)]
-    return len(todo)
+        key = _label_key(c.final, c.problem.gold)
+        if key in known:
+            c.label, c.why = known[key]
+    return len(todo), failures
 
 
 def balance(cands: list[Candidate], seed: int) -> list[Candidate]:
@@ -114,7 +140,8 @@ def agreement(cands: list[Candidate]) -> tuple[dict, list[dict]]:
         if src != c.label:
             listing.append({"origin": c.response.origin, "source_model": c.response.source_model,
                             "subset": c.problem.subset, "problem_id": c.problem.problem_id, "gold": c.problem.gold,
-                            "source_label": src, "our_label": c.label, "response_tail": c.final[-600:]})
+                            "source_label": src, "our_label": c.label, "why": c.why,
+                            "response_tail": c.final[-600:]})
     total = sum(counts.values())
     agree = counts[(True, True)] + counts[(False, False)]
     return {"compared": total, "agree": agree, "agreement": agree / total if total else None,
@@ -152,7 +179,8 @@ def build(problems: Sequence[Problem], responses: Sequence[Response], *, strip_t
             truncated += 1
         else:
             cands.append(Candidate(p, r, final.strip()))
-    computed = label_all(cands, verify_many, cache, **verify_kw)
+    computed, failures = label_all(cands, verify_many, cache, **verify_kw)
+    cands = [c for c in cands if c.label is not None]
     agree, listing = agreement(cands)
     kept = balance(cands, seed) if do_balance else cands
     kept.sort(key=lambda c: (c.problem.subset, c.problem.problem_id, c.response.source_model, c.response.sample))
@@ -162,6 +190,7 @@ def build(problems: Sequence[Problem], responses: Sequence[Response], *, strip_t
     labelled = Counter(c.label for c in cands)
     stats = {"responses": len(responses), "unmatched": unmatched, "other_level": off_level,
              "truncated_thought": truncated, "labelled": len(cands), "labels_computed_now": computed,
+             "check_failed": sum(failures.values()), "check_failures": dict(sorted(failures.items())),
              "labelled_correct": labelled[True], "labelled_incorrect": labelled[False], "rows": len(rows),
              "seed": seed, "table1": table1(rows)}
     return V2VResult(rows, stats, agree, listing)

@@ -1,6 +1,12 @@
 """Resumable generation: every finished completion is appended to ``generations.jsonl`` at once, keyed
 by (sample id, template, sampling parameters, model), so a rerun after a crash or Ctrl-C generates
-only what is missing, and changing any of those four never reuses a stale answer.
+only what is missing, and changing any of those four never reuses a stale answer. The model part of the
+key is a fingerprint of the weights (``libra.models.weights_fingerprint``), not the folder's path: a
+model retrained into the same folder gets new judgments.
+
+``run_generation`` is the one way the evaluations and rejection sampling generate: it starts the engine
+lazily (not at all when everything is in the store), generates what is missing, closes an engine it
+started, and says how much it reused.
 
 A process killed mid-write can leave a partial last line; opening the store cuts it off (it is the
 only line that can be partial, as lines are appended whole and flushed chunk by chunk).
@@ -11,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -18,6 +25,7 @@ from typing import Callable, Sequence
 from tqdm.auto import tqdm
 
 from libra.data.jsonl import DataError
+from libra.eval.lazy_engine import LazyEngine
 from libra.rollout.types import Engine, Prompt, SamplingParams
 
 
@@ -137,3 +145,47 @@ def _contiguous_chunks(indices: list[int], size: int) -> list[list[int]]:
 
 def _with_seed(params: SamplingParams, seed: int) -> SamplingParams:
     return replace(params, seed=seed)
+
+
+@dataclass
+class GenerationRun:
+    """What ``run_generation`` did: the records (in request order), how many prompts it generated now and
+    how many it found in the store, and whether it had to start an engine."""
+
+    records: list[dict]
+    generated: int
+    reused: int
+    engine_started: bool
+
+    def summary(self, store: GenerationStore, model_id: str) -> str:
+        return (f"generations: {self.reused} reused from {store.path} (model {model_id}), {self.generated} "
+                f"generated now{'' if self.engine_started or self.generated else ', no engine started'}")
+
+
+def run_generation(requests: Sequence[Request], params: SamplingParams, store: GenerationStore, *, template: str,
+                   model_id: str, engine: Engine | None = None, engine_factory: Callable[[], Engine] | None = None,
+                   chunk: int = 64, progress: bool = True, verbose: bool = True) -> GenerationRun:
+    """Generate what ``store`` lacks for ``requests`` with ``engine`` (used, not closed) or with an engine
+    that ``engine_factory`` starts on the first prompt that needs it (closed here, also on errors).
+
+    ``model_id`` keys the store (a weights fingerprint). On Ctrl-C the chunks already finished are saved;
+    the message says so and KeyboardInterrupt propagates."""
+    if (engine is None) == (engine_factory is None):
+        raise ValueError("run_generation needs exactly one of engine and engine_factory")
+    lazy = LazyEngine(engine_factory) if engine is None else None
+    generated: list[int] = []
+    try:
+        records = generate_resumable(lazy or engine, requests, params, store, template=template, model=model_id,
+                                     chunk=chunk, progress=progress, on_chunk=generated.append)
+    except KeyboardInterrupt:
+        print(f"interrupted: {sum(generated)} new generations are saved in {store.path}; rerun the same command to "
+              "resume", file=sys.stderr)
+        raise
+    finally:
+        started = lazy.started if lazy is not None else True
+        if lazy is not None:
+            lazy.close()
+    run = GenerationRun(records, sum(generated), len(requests) - sum(generated), started)
+    if verbose:
+        print(run.summary(store, model_id), flush=True)
+    return run

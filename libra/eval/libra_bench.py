@@ -30,31 +30,40 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from libra.data.bench import HUB_ID, load_bench
 from libra.data.jsonl import DataError, SkipCounter, write_jsonl
-from libra.eval.generations import GenerationStore, Request, generate_resumable
-from libra.eval.lazy_engine import LazyEngine
+from libra.eval.generations import GenerationStore, Request, run_generation
 from libra.eval.metrics import bootstrap_ci, subset_report
 from libra.eval.options import (
     add_engine_arguments,
     add_output_arguments,
     add_sampling_arguments,
+    add_verdict_mode_argument,
     check_prompt_lengths,
+    describe_sampling,
     engine_from_args,
     sampling_from_args,
 )
 from libra.eval.rundir import ResultsTable, content_key, publish, settings, usage_error
-from libra.judge import DEFAULT_THRESHOLD, parse_pointwise, parse_verification, render, score_to_label, template_fields
+from libra.judge import (
+    DEFAULT_THRESHOLD,
+    POINTWISE_KINDS,
+    VERDICT_MODES,
+    judge_kind,
+    kind_of_template,
+    render,
+    template_fields,
+)
+from libra.models.checks import check_model_dir, weights_fingerprint
 from libra.report.markdown import markdown_table, percent
-from libra.models.checks import check_model_dir
+from libra.rollout.types import Engine, SamplingParams
 
-PARSERS = {"pointwise": parse_pointwise, "verification": parse_verification}
-VALUE_KEY = {"pointwise": "score", "verification": "verdict"}  # the parsed verdict's field in predictions.jsonl
-ROW_FIELDS = ("question", "response")  # what a bench row can fill into a template
+ROW_FIELDS = ("question", "response")  # what every bench row can fill into a template
+OPTIONAL_ROW_FIELDS = ("reference",)  # what some benches' rows have (the official Libra Bench: the gold answer)
 THRESHOLDS = (1, 2, 3, 4)
 BOOTSTRAP = 1000
 PLOTS = {"confusion": "confusion.png", "subsets": "accuracy_by_subset.png", "source_models": "accuracy_by_model.png"}
@@ -72,12 +81,16 @@ def register(evals: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("benchmark")
     g.add_argument("--bench", default=HUB_ID,
                    help=f"bench file (.jsonl/.json/.parquet, e.g. from `libra data v2v`) or hub id (default {HUB_ID})")
-    g.add_argument("--split", default="test", help="split of a hub dataset (default test)")
+    g.add_argument("--split", default=None,
+                   help="split of a hub dataset (default: its only split, else 'test'; the official Libra Bench has "
+                        "one, 'train')")
     g.add_argument("--template", default="pointwise",
-                   help="judge prompt: a built-in name or a template file with {question} and {response}")
-    g.add_argument("--verdict", choices=tuple(PARSERS), default=None,
+                   help="judge prompt: a built-in name or a template file with {question} and {response} (and "
+                        "{reference} when the bench rows have one)")
+    g.add_argument("--verdict", choices=POINTWISE_KINDS, default=None,
                    help="how to read the verdict: [[score=N]] or [[Correct]]/[[Wrong]] (default: the built-in "
                         "template's own kind, pointwise for a template file)")
+    add_verdict_mode_argument(g)
     g.add_argument("--threshold", type=int, choices=range(5), default=DEFAULT_THRESHOLD,
                    help=f"pointwise score >= this predicts 'correct' (default {DEFAULT_THRESHOLD}, the paper's)")
     g.add_argument("--skip-bad", action="store_true", help="skip malformed bench records (counted) instead of stopping")
@@ -85,76 +98,109 @@ def register(evals: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, *, engine=None) -> int:
-    """``engine``: an already started engine to use instead of the one the options describe (not closed here).
+    """The command: options -> ``evaluate``. ``engine``: an already started engine to use instead of the one
+    the options describe (not closed here).
 
     Everything that can be wrong with the input is checked before an engine starts (tens of seconds for
     vLLM), and the engine starts lazily: not at all when every judgment is already in generations.jsonl.
     """
     start = time.perf_counter()
     try:
-        fields = check_template(args.template)
+        template_fields(args.template)
     except ValueError as err:
         return usage_error("libra-bench", f"--template: {err}")
     check_model_dir(args.model)
-    kind = args.verdict or default_verdict(args.template)
     skipped = SkipCounter() if args.skip_bad else None
     rows = load_bench(args.bench, split=args.split, skip_bad=skipped)[:args.limit]
     if not rows:
         raise DataError(args.bench, None, None, "no bench rows to evaluate")
-    out = Path(args.out)
-    requests = build_requests(rows, args.template, fields)
-    check_prompt_lengths(args, requests, args.bench)
-    params = sampling_from_args(args)
-    store = GenerationStore(out / "generations.jsonl")
-    timings = {"load_s": time.perf_counter() - start}
-    own = engine is None
-    engine = LazyEngine(lambda: engine_from_args(args)) if own else engine
-    generated: list[int] = []
-    tick = time.perf_counter()
     try:
-        records = generate_resumable(engine, requests, params, store, template=args.template, model=args.model,
-                                     chunk=args.chunk, progress=not args.no_progress, on_chunk=generated.append)
+        fields = check_template(args.template, rows)
+    except ValueError as err:
+        return usage_error("libra-bench", f"--template: {err}")
+    check_prompt_lengths(args, build_requests(rows, args.template, fields), args.bench)
+    params = sampling_from_args(args)
+    print(describe_sampling(params, args.sampling_source), flush=True)
+    try:
+        evaluate(rows, template=args.template, out=args.out, sampling=params, model=args.model,
+                 engine=engine, engine_factory=None if engine is not None else (lambda: engine_from_args(args)),
+                 verdict=args.verdict, threshold=args.threshold, verdict_mode=args.verdict_mode, chunk=args.chunk,
+                 progress=not args.no_progress, settings=settings(args), bench=args.bench, engine_name=args.engine,
+                 skipped_bad_records=skipped.skipped if skipped else 0, started=start)
     except KeyboardInterrupt:
-        print(f"interrupted: {sum(generated)} new judgments are saved in {store.path}; rerun the same command to "
-              "resume", file=sys.stderr)
         return 130
-    finally:
-        if own:
-            engine.close()
-    timings["generate_s"] = time.perf_counter() - tick  # includes the engine start, when one was needed
-    tick = time.perf_counter()
-    per_row = score_records(rows, records, kind, args.threshold)
-    metrics = summarize(per_row, kind)
-    timings["score_s"] = time.perf_counter() - tick
-    timings.update(prompts=len(requests), generated_now=sum(generated), reused=len(requests) - sum(generated))
-    resolved = {"verdict": kind, "sampling": params.to_dict(), "rows": len(rows),
-                "skipped_bad_records": skipped.skipped if skipped else 0}
-    files = {"generations": store.path, "predictions": out / "predictions.jsonl",
-             **{key: out / name for key, name in PLOTS.items()}}
-    write_jsonl(files["predictions"], [p for row in per_row for p in row])
-    name = model_name(args.model)
-    write_plots(out, metrics, name)
-    results = {"benchmark": "libra-bench", "settings": settings(args), "resolved": resolved,
-               "scoring": scoring_notes(kind, params.n), "metrics": metrics,
-               "timings": {**timings, "total_s": time.perf_counter() - start}}
-    table = ResultsTable(f"Libra Bench accuracy (%): {name}, {len(rows)} rows", *accuracy_table(name, metrics))
-    publish(out, results, table, report_notes(args, resolved, metrics), files)
     return 0
 
 
-def check_template(template: str) -> set[str]:
-    """The template's fields; ValueError when it is unknown, malformed or needs a field bench rows do not
-    have (e.g. the verification prompt's reference answer)."""
+def evaluate(rows: Sequence[dict], *, out: str | Path, sampling: SamplingParams, model: str,
+             engine: Engine | None = None, engine_factory: Callable[[], Engine] | None = None,
+             template: str = "pointwise", fingerprint: str | None = None, verdict: str | None = None,
+             threshold: int = DEFAULT_THRESHOLD, verdict_mode: str = "lenient", chunk: int = 64,
+             progress: bool = True, plots: bool = True, quiet: bool = False, name: str | None = None,
+             settings: dict | None = None, bench: str = "", engine_name: str = "",
+             skipped_bad_records: int = 0, started: float | None = None) -> dict:
+    """Libra Bench on ``rows`` (``load_bench``'s normalised rows): judge each with ``template``, parse,
+    score, and write generations.jsonl (resumable), predictions.jsonl, results.json, report.md and (with
+    ``plots``) the PNGs into ``out``; returns the results (what results.json holds).
+
+    The judge is ``engine`` (used as it is, not closed: e.g. a trainer's rollout engine holding weights
+    that exist nowhere on disk) or one that ``engine_factory`` starts on the first missing judgment and
+    that is closed before this returns. ``model`` names the judge in the report; ``fingerprint`` keys the
+    reuse of judgments (default: the content hash of ``model``'s weights; pass your own when the engine's
+    weights are not those of ``model``). ``verdict``: "pointwise" or "verification" (default: the
+    template's own kind); ``verdict_mode``: "lenient" or "strict" (``libra.judge.verdicts``).
+    Raises ValueError for a template the rows cannot fill; KeyboardInterrupt propagates (finished
+    chunks are saved)."""
+    start = time.perf_counter() if started is None else started
+    out = Path(out)
+    kind = verdict or kind_of_template(template)
+    if kind not in POINTWISE_KINDS or verdict_mode not in VERDICT_MODES:
+        raise ValueError(f"verdict must be one of {POINTWISE_KINDS} and verdict_mode one of {VERDICT_MODES}")
+    fields = check_template(template, rows)
+    requests = build_requests(rows, template, fields)
+    fingerprint = fingerprint or weights_fingerprint(model)
+    store = GenerationStore(out / "generations.jsonl")
+    timings = {"load_s": time.perf_counter() - start}
+    tick = time.perf_counter()
+    gen = run_generation(requests, sampling, store, template=template, model_id=fingerprint, engine=engine,
+                         engine_factory=engine_factory, chunk=chunk, progress=progress, verbose=not quiet)
+    timings["generate_s"] = time.perf_counter() - tick  # includes the engine start, when one was needed
+    tick = time.perf_counter()
+    per_row = score_records(rows, gen.records, kind, threshold, strict=verdict_mode == "strict")
+    metrics = summarize(per_row, kind)
+    timings["score_s"] = time.perf_counter() - tick
+    timings.update(prompts=len(requests), generated_now=gen.generated, reused=gen.reused)
+    resolved = {"verdict": kind, "verdict_mode": verdict_mode, "threshold": threshold, "template": template,
+                "bench": bench, "engine": engine_name, "model": model, "model_fingerprint": fingerprint,
+                "sampling": sampling.to_dict(), "rows": len(rows), "skipped_bad_records": skipped_bad_records}
+    files = {"generations": store.path, "predictions": out / "predictions.jsonl"}
+    if plots:
+        files.update({key: out / file for key, file in PLOTS.items()})
+    write_jsonl(files["predictions"], [p for row in per_row for p in row])
+    name = name or model_name(model)
+    if plots:
+        write_plots(out, metrics, name)
+    results = {"benchmark": "libra-bench", "settings": settings if settings is not None else {}, "resolved": resolved,
+               "scoring": scoring_notes(kind, sampling.n, verdict_mode), "metrics": metrics,
+               "timings": {**timings, "total_s": time.perf_counter() - start}}
+    table = ResultsTable(f"Libra Bench accuracy (%): {name}, {len(rows)} rows", *accuracy_table(name, metrics))
+    return publish(out, results, table, report_notes(resolved, metrics, plots=plots), files, quiet=quiet)
+
+
+def check_template(template: str, rows: Sequence[dict] = ()) -> set[str]:
+    """The template's fields; ValueError when it is unknown, malformed or needs a field the bench rows do
+    not have (e.g. the verification prompt's reference answer, which only some benches carry)."""
     fields = template_fields(template)
-    extra = sorted(fields - set(ROW_FIELDS))
+    available = set(ROW_FIELDS) | {f for f in OPTIONAL_ROW_FIELDS if rows and all(row.get(f) for row in rows)}
+    extra = sorted(fields - available)
     if extra:
-        raise ValueError(f"template {template!r} needs {extra}, which Libra Bench rows do not have "
-                         f"(a template may use {', '.join(ROW_FIELDS)})")
+        raise ValueError(f"template {template!r} needs {extra}, which these bench rows do not have "
+                         f"(a template may use {', '.join(sorted(available))})")
     return fields
 
 
 def default_verdict(template: str) -> str:
-    return template if template in PARSERS else "pointwise"
+    return kind_of_template(template)
 
 
 def build_requests(rows: Sequence[dict], template: str, fields: set[str]) -> list[Request]:
@@ -166,18 +212,19 @@ def build_requests(rows: Sequence[dict], template: str, fields: set[str]) -> lis
     return requests
 
 
-def score_records(rows: Sequence[dict], records: Sequence[dict], kind: str, threshold: int) -> list[list[dict]]:
+def score_records(rows: Sequence[dict], records: Sequence[dict], kind: str, threshold: int, *,
+                  strict: bool = False) -> list[list[dict]]:
     """Per row, one prediction per sample: the row's identity and label, the parsed verdict (``score``
     or ``verdict``, None when invalid), ``valid``, the binary ``pred`` (None when invalid), tokens, finish."""
-    parse = PARSERS[kind]
+    judge = judge_kind(kind)
     per_row = []
     for row, record in zip(rows, records, strict=True):
         samples = []
         for index, sample in enumerate(record["samples"]):
-            verdict = parse(sample["text"])
+            verdict = judge.parse(sample["text"], strict=strict)
             samples.append({
                 "id": row["id"], "subset": row["subset"], "source_model": row["source_model"], "label": row["label"],
-                "sample": index, VALUE_KEY[kind]: verdict.value, "valid": verdict.valid,
+                "sample": index, judge.value_key: verdict.value, "valid": verdict.valid,
                 "pred": binary(verdict.value, kind, threshold), "num_tokens": sample["num_tokens"],
                 "finish_reason": sample["finish_reason"],
             })
@@ -187,9 +234,7 @@ def score_records(rows: Sequence[dict], records: Sequence[dict], kind: str, thre
 
 def binary(value, kind: str, threshold: int) -> bool | None:
     """The correctness prediction of a parsed verdict value (None stays None: invalid)."""
-    if value is None or kind == "verification":
-        return value
-    return score_to_label(value, threshold)
+    return judge_kind(kind).outcome(value, threshold)
 
 
 def majority_vote(samples: Sequence[dict]) -> dict:
@@ -222,10 +267,12 @@ def _pooled_average(rows: Sequence[Sequence[dict]]) -> float:
     return subset_report([p for row in rows for p in row])["average"]
 
 
-def scoring_notes(kind: str, n: int) -> dict:
+def scoring_notes(kind: str, n: int, verdict_mode: str = "lenient") -> dict:
     """How the numbers in results.json were computed, in words."""
     notes = {
         "judgment": "each sample is one judgment; one without a parsable verdict is invalid and counts as wrong",
+        "verdict_mode": "strict: a thinking judge's verdict counts only after </think>" if verdict_mode == "strict"
+        else "lenient: a thinking judge's verdict is read after </think>, else anywhere in its text",
         "average": "unweighted mean of the per-subset accuracies (the paper's Average); accuracy pools all rows",
         "average_ci95": f"percentile bootstrap over bench rows ({BOOTSTRAP} resamples, seed 0)",
     }
@@ -255,15 +302,17 @@ def accuracy_table(name: str, metrics: dict) -> tuple[list[str], list[list[str]]
     return ["Model", *subsets, "Average"], rows
 
 
-def report_notes(args: argparse.Namespace, resolved: dict, metrics: dict) -> list[str]:
+def report_notes(resolved: dict, metrics: dict, *, plots: bool = True) -> list[str]:
     """report.md below the accuracy table: the settings, then the diagnostics behind the numbers, then the plots."""
     s = resolved["sampling"]
     ci = metrics["average_ci95"]
     c = metrics["confusion"]
-    threshold = f", threshold {args.threshold}" if resolved["verdict"] == "pointwise" else ""
+    threshold = f", threshold {resolved['threshold']}" if resolved["verdict"] == "pointwise" else ""
+    engine = f", engine {resolved['engine']}" if resolved.get("engine") else ""
     notes = [
-        f"Bench `{args.bench}` ({resolved['rows']} rows), template `{args.template}` ({resolved['verdict']} "
-        f"verdicts{threshold}), engine {args.engine}, n={s['n']}, temperature {s['temperature']}, "
+        f"Bench `{resolved['bench']}` ({resolved['rows']} rows), template `{resolved['template']}` "
+        f"({resolved['verdict']} verdicts, {resolved['verdict_mode']}{threshold}){engine}, model weights "
+        f"{resolved['model_fingerprint']}, n={s['n']}, temperature {s['temperature']}, "
         f"max {s['max_tokens']} new tokens. Average 95% CI (bootstrap over rows): {percent(ci[0])} to "
         f"{percent(ci[1])}; accuracy over all {metrics['n']} judgments: {percent(metrics['accuracy'])}.",
         "## Confusion matrix (correct is the positive class)",
@@ -285,9 +334,9 @@ def report_notes(args: argparse.Namespace, resolved: dict, metrics: dict) -> lis
     notes += ["## Accuracy by source model (%)",
               markdown_table(["source model", "n", "accuracy"],
                              [[m, g["n"], percent(g["accuracy"])] for m, g in metrics["source_models"].items()]
-                             ).rstrip(),
-              "## Plots",
-              "\n".join(f"![{key}]({file})" for key, file in PLOTS.items())]
+                             ).rstrip()]
+    if plots:
+        notes += ["## Plots", "\n".join(f"![{key}]({file})" for key, file in PLOTS.items())]
     return notes
 
 

@@ -19,15 +19,39 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model (off)")
 
 
+# Named sampling settings. The paper's (Appendix D): "for deep thinking models, temperature=0.6 and
+# maximum_length=32,768; for non-thinking models, temperature=0.0 and maximum_length=4,096".
+PRESETS = {
+    "thinking": {"temperature": 0.6, "max_tokens": 32768},
+    "non-thinking": {"temperature": 0.0, "max_tokens": 4096},
+}
+
+
 def add_sampling_arguments(p: argparse.ArgumentParser, *, n: int = 1, temperature: float = 0.0,
                            max_tokens: int = 4096) -> None:
+    """``--temperature`` and ``--max-tokens`` come, in this order, from the flag, from ``--preset``, or from
+    the command's own default (given here); the settings that ran are printed and kept in results.json."""
     g = p.add_argument_group("sampling")
+    g.add_argument("--preset", choices=tuple(PRESETS), default=None,
+                   help="named settings: 'thinking' = the paper's for thinking judges (temperature 0.6, 32,768 new "
+                        "tokens), 'non-thinking' = the paper's for the others (0.0, 4,096); explicit "
+                        f"--temperature / --max-tokens win (default without a preset: {temperature:g}, {max_tokens})")
     g.add_argument("--n", type=int, default=n, help=f"samples per prompt (default {n})")
-    g.add_argument("--temperature", type=float, default=temperature)
+    g.add_argument("--temperature", type=float, default=None, help=f"default {temperature:g} (or the preset's)")
     g.add_argument("--top-p", type=float, default=1.0)
-    g.add_argument("--max-tokens", type=int, default=max_tokens, help="new tokens per sample")
+    g.add_argument("--max-tokens", type=int, default=None, help=f"new tokens per sample (default {max_tokens}, or "
+                                                                "the preset's)")
     g.add_argument("--seed", type=int, default=0)
+    p.set_defaults(default_temperature=temperature, default_max_tokens=max_tokens)
     g.add_argument("--chunk", type=int, default=64, help="prompts per engine call; results are saved after each")
+
+
+def add_verdict_mode_argument(p: argparse.ArgumentParser) -> None:
+    from libra.judge import VERDICT_MODES
+
+    p.add_argument("--verdict-mode", choices=VERDICT_MODES, default="lenient",
+                   help="lenient (default): a thinking judge's verdict is read after </think>, and inside the "
+                        "thinking only when the answer has none; strict: only after </think> (as RL rewards read it)")
 
 
 def add_output_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,29 +65,67 @@ def engine_from_args(args: argparse.Namespace):
                        gpu_memory_utilization=args.gpu_memory_utilization, trust_remote_code=args.trust_remote_code)
 
 
+def resolve_sampling(args: argparse.Namespace) -> None:
+    """Fill ``args.temperature`` / ``args.max_tokens`` left unset from the preset or the command's default,
+    and record where each came from in ``args.sampling_source`` (idempotent)."""
+    if getattr(args, "sampling_source", None) is not None:
+        return
+    preset = PRESETS.get(getattr(args, "preset", None) or "", {})
+    source = {}
+    for name in ("temperature", "max_tokens"):
+        if getattr(args, name, None) is not None:
+            source[name] = "flag"
+        elif name in preset:
+            setattr(args, name, preset[name])
+            source[name] = f"preset {args.preset}"
+        else:
+            setattr(args, name, getattr(args, f"default_{name}"))
+            source[name] = "default"
+    args.sampling_source = source
+
+
 def sampling_from_args(args: argparse.Namespace) -> SamplingParams:
+    resolve_sampling(args)
     return SamplingParams(n=args.n, temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
                           seed=args.seed)
 
 
+def describe_sampling(params: SamplingParams, source: dict | None = None) -> str:
+    """One line naming the sampling settings that run (and, for the two a preset sets, where they came from)."""
+    origin = source or {}
+
+    def tag(name):
+        return f" ({origin[name]})" if name in origin else ""
+
+    return (f"sampling: n={params.n}, temperature {params.temperature:g}{tag('temperature')}, top_p "
+            f"{params.top_p:g}, max {params.max_tokens} new tokens{tag('max_tokens')}, seed {params.seed}")
+
+
 def check_prompt_lengths(args: argparse.Namespace, requests, source: str) -> None:
+    resolve_sampling(args)
+    prompt_lengths_fit(args.model, requests, source, max_tokens=args.max_tokens, max_model_len=args.max_model_len,
+                       trust_remote_code=args.trust_remote_code)
+
+
+def prompt_lengths_fit(model: str, requests, source: str, *, max_tokens: int, max_model_len: int | None = None,
+                       trust_remote_code: bool = False) -> None:
     """Refuse, before an engine starts, prompts that cannot fit the model's context with room for
     ``--max-tokens`` new tokens; the error names how many, the longest, and what to change."""
     from transformers import AutoConfig, AutoTokenizer
 
     from libra.rollout.types import prompt_token_ids
 
-    config = AutoConfig.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
-    context = args.max_model_len or getattr(config, "max_position_embeddings", None)
+    config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+    context = max_model_len or getattr(config, "max_position_embeddings", None)
     if context is None:
         return
-    tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
-    room = context - args.max_tokens
+    tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+    room = context - max_tokens
     too_long = [(len(prompt_token_ids(tokenizer, r.prompt)), r.sample_id) for r in requests]
     too_long = sorted((n, sid) for n, sid in too_long if n > room)
     if too_long:
         n, sid = too_long[-1]
         raise DataError(source, None, None,
                         f"{len(too_long)} of {len(requests)} prompts do not fit the context: {context} tokens minus "
-                        f"--max-tokens {args.max_tokens} leaves {room}, the longest (id {sid}) has {n}; use a model "
+                        f"--max-tokens {max_tokens} leaves {room}, the longest (id {sid}) has {n}; use a model "
                         "with a longer context, a larger --max-model-len, a smaller --max-tokens, or --limit")

@@ -17,24 +17,26 @@ import argparse
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from libra.data.jsonl import DataError, read_records, write_jsonl
-from libra.eval.generations import GenerationStore, Request, generate_resumable
-from libra.eval.lazy_engine import LazyEngine
+from libra.eval.generations import GenerationStore, Request, run_generation
 from libra.eval.metrics import pairwise_report
 from libra.eval.options import (
     add_engine_arguments,
     add_output_arguments,
     add_sampling_arguments,
+    add_verdict_mode_argument,
     check_prompt_lengths,
+    describe_sampling,
     engine_from_args,
     sampling_from_args,
 )
 from libra.eval.rundir import ResultsTable, content_key, publish, settings, usage_error
-from libra.judge import PAIRWISE_LABELS, parse_pairwise, preferred_side, render, template_fields
+from libra.judge import PAIRWISE_LABELS, judge_kind, preferred_side, render, template_fields
+from libra.models.checks import check_model_dir, weights_fingerprint
 from libra.report.markdown import percent
-from libra.models.checks import check_model_dir
+from libra.rollout.types import Engine, SamplingParams
 
 ORDERS = ("ab", "ba")
 # JudgeBench reports four categories; its sources name them (mmlu-pro-<subject> is "knowledge").
@@ -89,17 +91,18 @@ def judge_requests(pair: Pair, template: str, fields: set[str]) -> list[Request]
     return out
 
 
-def predictions(pairs: Sequence[Pair], records: Sequence[dict]) -> list[dict]:
+def predictions(pairs: Sequence[Pair], records: Sequence[dict], *, strict: bool = False) -> list[dict]:
     """One row per (pair, sample): both verdicts (None when unparsable) and the truth, as ``pairwise_report``
     reads them. ``records`` are the generation records in ``judge_requests`` order (ab, ba per pair)."""
+    judge = judge_kind("pairwise")
     rows = []
     for i, pair in enumerate(pairs):
         ab, ba = records[2 * i]["samples"], records[2 * i + 1]["samples"]
         for j, (s_ab, s_ba) in enumerate(zip(ab, ba)):
             rows.append({"id": pair.id, "sample": j, "source": pair.source, "category": category(pair.source),
                          "label": pair.label, "better": pair.better,
-                         "verdict_ab": parse_pairwise(s_ab["text"]).value,
-                         "verdict_ba": parse_pairwise(s_ba["text"]).value,
+                         "verdict_ab": judge.parse(s_ab["text"], strict=strict).value,
+                         "verdict_ba": judge.parse(s_ba["text"], strict=strict).value,
                          "finish_ab": s_ab["finish_reason"], "finish_ba": s_ba["finish_reason"]})
     return rows
 
@@ -120,6 +123,7 @@ def register(evals: argparse._SubParsersAction) -> None:
                         "source")
     p.add_argument("--template", default="pairwise",
                    help="judge prompt: a built-in name or a file with {question}, {response_a}, {response_b}")
+    add_verdict_mode_argument(p)
     add_engine_arguments(p)
     add_sampling_arguments(p)
     add_output_arguments(p)
@@ -127,7 +131,8 @@ def register(evals: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, *, engine=None) -> int:
-    """``engine``: an already started engine to use instead of the one the options describe."""
+    """The command: options -> ``evaluate``. ``engine``: an already started engine to use instead of the one
+    the options describe (not closed here)."""
     try:
         fields = template_fields(args.template)
     except ValueError as err:
@@ -139,44 +144,68 @@ def run(args: argparse.Namespace, *, engine=None) -> int:
     pairs = load_pairs(args.data)[:args.limit]
     if not pairs:
         raise DataError(args.data[0], None, None, "no pairs to judge")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    # The key of the template is its text, so editing a template file never reuses the old verdicts.
-    template_key = f"{args.template}@{content_key(render(args.template, **{f: '{' + f + '}' for f in fields}))}"
-    requests = [r for pair in pairs for r in judge_requests(pair, args.template, fields)]
-    check_prompt_lengths(args, requests, str(args.data[0]))
-    own = engine is None
-    engine = LazyEngine(lambda: engine_from_args(args)) if own else engine
+    check_prompt_lengths(args, [r for pair in pairs for r in judge_requests(pair, args.template, fields)],
+                         str(args.data[0]))
+    params = sampling_from_args(args)
+    print(describe_sampling(params, args.sampling_source), flush=True)
     try:
-        store = GenerationStore(out / "generations.jsonl")
-        records = generate_resumable(engine, requests, sampling_from_args(args), store, template=template_key,
-                                     model=args.model, chunk=args.chunk, progress=not args.no_progress)
-    finally:
-        if own:
-            engine.close()
-    rows = predictions(pairs, records)
-    files = {"generations": out / "generations.jsonl", "predictions": out / "predictions.jsonl",
-             "plot": out / "pairwise.png"}
+        evaluate(pairs, template=args.template, out=args.out, sampling=params, model=args.model, engine=engine,
+                 engine_factory=None if engine is not None else (lambda: engine_from_args(args)), chunk=args.chunk,
+                 progress=not args.no_progress, verdict_mode=args.verdict_mode, settings=settings(args))
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def evaluate(pairs: Sequence[Pair], *, out: str | Path, sampling: SamplingParams, model: str,
+             engine: Engine | None = None, engine_factory: Callable[[], Engine] | None = None,
+             template: str = "pairwise", fingerprint: str | None = None, verdict_mode: str = "lenient",
+             chunk: int = 64, progress: bool = True, plots: bool = True, quiet: bool = False,
+             settings: dict | None = None) -> dict:
+    """Pairwise judging of ``pairs`` (``load_pairs``), each as given and swapped; writes generations.jsonl
+    (resumable), predictions.jsonl, results.json, report.md and (with ``plots``) pairwise.png into ``out``
+    and returns the results. ``engine`` / ``engine_factory`` / ``fingerprint``: as in
+    ``libra.eval.libra_bench.evaluate``."""
+    fields = template_fields(template)
+    if not _SLOTS <= fields:
+        raise ValueError(f"template {template!r} must have the placeholders {{response_a}} and {{response_b}}")
+    out = Path(out)
+    # The key of the template is its text, so editing a template file never reuses the old verdicts.
+    template_key = f"{template}@{content_key(render(template, **{f: '{' + f + '}' for f in fields}))}"
+    requests = [r for pair in pairs for r in judge_requests(pair, template, fields)]
+    fingerprint = fingerprint or weights_fingerprint(model)
+    store = GenerationStore(out / "generations.jsonl")
+    gen = run_generation(requests, sampling, store, template=template_key, model_id=fingerprint, engine=engine,
+                         engine_factory=engine_factory, chunk=chunk, progress=progress, verbose=not quiet)
+    rows = predictions(pairs, gen.records, strict=verdict_mode == "strict")
+    files = {"generations": store.path, "predictions": out / "predictions.jsonl"}
+    if plots:
+        files["plot"] = out / "pairwise.png"
     write_jsonl(files["predictions"], rows)
     overall = pairwise_report(rows)
     by_category, by_source = grouped_reports(rows, "category"), grouped_reports(rows, "source")
     truncated = sum(r[f"finish_{o}"] == "length" for r in rows for o in ORDERS) / (2 * len(rows))
-    from libra.report.curves import pairwise_bars
+    if plots:
+        from libra.report.curves import pairwise_bars
 
-    pairwise_bars({"overall": overall, **by_category, **{f"  {k}": v for k, v in by_source.items()}}, files["plot"],
-                  f"pairwise judging: {Path(args.model).name}")
-    results = {"benchmark": "pairwise", "settings": settings(args), "template": template_key, "pairs": len(pairs),
-               "overall": overall, "by_category": by_category, "by_source": by_source, "truncated_rate": truncated}
-    table = ResultsTable(f"Pairwise judging ({len(pairs)} pairs x 2 orders x {args.n} samples)",
+        pairwise_bars({"overall": overall, **by_category, **{f"  {k}": v for k, v in by_source.items()}},
+                      files["plot"], f"pairwise judging: {Path(model).name}")
+    results = {"benchmark": "pairwise", "settings": settings if settings is not None else {}, "template": template_key,
+               "model": model, "model_fingerprint": fingerprint, "sampling": sampling.to_dict(),
+               "verdict_mode": verdict_mode, "pairs": len(pairs), "generated_now": gen.generated,
+               "reused": gen.reused, "overall": overall, "by_category": by_category, "by_source": by_source,
+               "truncated_rate": truncated}
+    table = ResultsTable(f"Pairwise judging ({len(pairs)} pairs x 2 orders x {sampling.n} samples)",
                          ["group", "n", "accuracy", "both orders", "consistency", "invalid"],
                          [_table_row("overall", overall), *[_table_row(k, v) for k, v in by_category.items()],
                           *[_table_row(f"  {k}", v) for k, v in by_source.items()]])
     notes = ["accuracy: share of right verdicts over both orders; both orders: pairs right in both; consistency: "
              "pairs whose two verdicts prefer the same side once the swap is undone; invalid: verdicts with no "
              "parsable [[label]]. A verdict is right when the side it prefers is the labelled better side.",
-             f"Judgments cut at --max-tokens: {percent(truncated)}%.", "![accuracy and consistency](pairwise.png)"]
-    publish(out, results, table, notes, files)
-    return 0
+             f"Judgments cut at --max-tokens: {percent(truncated)}%."]
+    if plots:
+        notes.append("![accuracy and consistency](pairwise.png)")
+    return publish(out, results, table, notes, files, quiet=quiet)
 
 
 def _table_row(name: str, report: dict) -> list:

@@ -11,28 +11,30 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from libra.data.commands import named_path
 from libra.data.jsonl import DataError, write_jsonl
 from libra.data.sources import Problem, load_problems
-from libra.eval.generations import GenerationStore, KeyedStore, Request, generate_resumable
-from libra.eval.lazy_engine import LazyEngine
+from libra.eval.generations import GenerationStore, KeyedStore, Request, run_generation
 from libra.eval.options import (
     add_engine_arguments,
     add_output_arguments,
     add_sampling_arguments,
     check_prompt_lengths,
+    describe_sampling,
     engine_from_args,
     sampling_from_args,
 )
 from libra.eval.rundir import ResultsTable, content_key, publish, settings, usage_error
+from libra.judge import REASONING_PROMPT
+from libra.models.checks import check_model_dir, weights_fingerprint
 from libra.report.markdown import percent
-from libra.models.checks import check_model_dir
+from libra.rollout.types import Engine, SamplingParams
 
-DEFAULT_PROMPT = "{question}\nPlease reason step by step, and put your final answer within \\boxed{}."
+DEFAULT_PROMPT = REASONING_PROMPT  # the RL reasoning task asks the same way
 
 
 class LabelStore(KeyedStore):
@@ -126,7 +128,8 @@ def register(evals: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, *, engine=None) -> int:
-    """``engine``: an already started engine to use instead of the one the options describe."""
+    """The command: options -> ``evaluate``. ``engine``: an already started engine to use instead of the one
+    the options describe (not closed here)."""
     if args.k[-1] > args.n:
         return usage_error("passk", f"--k {','.join(map(str, args.k))} has k > --n {args.n}: pass@k needs k <= n "
                                     "samples per problem")
@@ -142,55 +145,82 @@ def run(args: argparse.Namespace, *, engine=None) -> int:
                 raise DataError(path, None, "unique_id", f"duplicate problem id {p.problem_id!r}")
             seen.add(p.problem_id)
         problems += loaded
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    template_key = content_key(args.prompt_template, "text" if args.raw_prompt else "chat")
-    own = engine is None
-    engine = LazyEngine(lambda: engine_from_args(args)) if own else engine
-    requests = build_requests(problems, args.prompt_template, not args.raw_prompt)
-    check_prompt_lengths(args, requests, args.problems[0][1])
+    check_prompt_lengths(args, build_requests(problems, args.prompt_template, not args.raw_prompt),
+                         args.problems[0][1])
+    params = sampling_from_args(args)
+    print(describe_sampling(params, args.sampling_source), flush=True)
     try:
-        records = generate_resumable(engine, requests,
-                                     sampling_from_args(args), GenerationStore(out / "generations.jsonl"),
-                                     template=template_key, model=args.model, chunk=args.chunk,
-                                     progress=not args.no_progress)
-    finally:
-        if own:
-            engine.close()
-    labels = label_records(problems, records, LabelStore(out / "labels.jsonl"), timeout=args.timeout,
-                           workers=args.workers, progress=not args.no_progress)
+        evaluate(problems, out=args.out, sampling=params, model=args.model, ks=args.k, engine=engine,
+                 engine_factory=None if engine is not None else (lambda: engine_from_args(args)),
+                 prompt_template=args.prompt_template, chat=not args.raw_prompt, timeout=args.timeout,
+                 workers=args.workers, chunk=args.chunk, progress=not args.no_progress, settings=settings(args))
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def evaluate(problems: Sequence[Problem], *, out: str | Path, sampling: SamplingParams, model: str,
+             ks: Sequence[int] = (1,), engine: Engine | None = None,
+             engine_factory: Callable[[], Engine] | None = None, prompt_template: str = DEFAULT_PROMPT,
+             chat: bool = True, fingerprint: str | None = None, timeout: float = 5.0, workers: int | None = None,
+             chunk: int = 64, progress: bool = True, plots: bool = True, quiet: bool = False,
+             settings: dict | None = None) -> dict:
+    """pass@k of a policy on ``problems`` (``load_problems``), ``sampling.n`` samples each, labelled by the
+    rule-based checker; writes generations.jsonl and labels.jsonl (both resumable), predictions.jsonl,
+    results.json, report.md and (with ``plots``) passk.png into ``out`` and returns the results.
+    ``engine`` / ``engine_factory`` / ``fingerprint``: as in ``libra.eval.libra_bench.evaluate``."""
+    ks = tuple(sorted(ks))
+    if ks[-1] > sampling.n:
+        raise ValueError(f"k={ks[-1]} exceeds the {sampling.n} samples per problem")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    template_key = content_key(prompt_template, "chat" if chat else "text")
+    requests = build_requests(problems, prompt_template, chat)
+    fingerprint = fingerprint or weights_fingerprint(model)
+    gen = run_generation(requests, sampling, GenerationStore(out / "generations.jsonl"), template=template_key,
+                         model_id=fingerprint, engine=engine, engine_factory=engine_factory, chunk=chunk,
+                         progress=progress, verbose=not quiet)
+    records = gen.records
+    labels = label_records(problems, records, LabelStore(out / "labels.jsonl"), timeout=timeout, workers=workers,
+                           progress=progress)
     from libra.verify import extract_answer
 
     rows = [{"id": rec["id"], "subset": p.subset, "problem_id": p.problem_id, "gold": p.gold,
              "correct": sum(marks), "n": len(marks),
-             **{f"pass@{k}": pass_at_k(len(marks), sum(marks), k) for k in args.k},
+             **{f"pass@{k}": pass_at_k(len(marks), sum(marks), k) for k in ks},
              "labels": marks, "answers": [extract_answer(s["text"]) for s in rec["samples"]],
              "finish_reasons": [s["finish_reason"] for s in rec["samples"]],
              "num_tokens": [s["num_tokens"] for s in rec["samples"]]}
             for p, rec, marks in zip(problems, records, labels)]
     files = {"generations": out / "generations.jsonl", "labels": out / "labels.jsonl",
-             "predictions": out / "predictions.jsonl", "plot": out / "passk.png"}
+             "predictions": out / "predictions.jsonl"}
+    if plots:
+        files["plot"] = out / "passk.png"
     write_jsonl(files["predictions"], rows)
-    subsets = {name: subset_metrics([r for r in rows if r["subset"] == name], args.k)
+    subsets = {name: subset_metrics([r for r in rows if r["subset"] == name], ks)
                for name in dict.fromkeys(p.subset for p in problems)}
-    average = {f"pass@{k}": float(np.mean([m[f"pass@{k}"] for m in subsets.values()])) for k in args.k}
-    from libra.report.curves import passk_curves
+    average = {f"pass@{k}": float(np.mean([m[f"pass@{k}"] for m in subsets.values()])) for k in ks}
+    if plots:
+        from libra.report.curves import passk_curves
 
-    curves = {name: {k: m[f"pass@{k}"] for k in args.k} for name, m in subsets.items()}
-    if len(subsets) > 1:
-        curves["mean"] = {k: average[f"pass@{k}"] for k in args.k}
-    passk_curves(curves, files["plot"], f"{Path(args.model).name}: pass@k (n={args.n}, T={args.temperature:g})")
-    results = {"benchmark": "passk", "settings": settings(args), "prompt_template": args.prompt_template,
-               "n": args.n, "k": list(args.k), "subsets": subsets, "mean": average}
-    table = ResultsTable(f"pass@k of {Path(args.model).name} (n={args.n}, temperature {args.temperature:g})",
-                         ["subset", "problems", *[f"pass@{k}" for k in args.k], "mean tokens", "truncated"],
-                         [[name, m["problems"], *[percent(m[f"pass@{k}"]) for k in args.k],
+        curves = {name: {k: m[f"pass@{k}"] for k in ks} for name, m in subsets.items()}
+        if len(subsets) > 1:
+            curves["mean"] = {k: average[f"pass@{k}"] for k in ks}
+        passk_curves(curves, files["plot"],
+                     f"{Path(model).name}: pass@k (n={sampling.n}, T={sampling.temperature:g})")
+    results = {"benchmark": "passk", "settings": settings if settings is not None else {},
+               "prompt_template": prompt_template, "model": model, "model_fingerprint": fingerprint,
+               "sampling": sampling.to_dict(), "n": sampling.n, "k": list(ks), "generated_now": gen.generated,
+               "reused": gen.reused, "subsets": subsets, "mean": average}
+    table = ResultsTable(f"pass@k of {Path(model).name} (n={sampling.n}, temperature {sampling.temperature:g})",
+                         ["subset", "problems", *[f"pass@{k}" for k in ks], "mean tokens", "truncated"],
+                         [[name, m["problems"], *[percent(m[f"pass@{k}"]) for k in ks],
                            f"{m['mean_tokens']:.0f}", percent(m["truncated_rate"])] for name, m in subsets.items()]
                          + [["mean", sum(m["problems"] for m in subsets.values()),
-                             *[percent(average[f"pass@{k}"]) for k in args.k], "", ""]])
-    notes = [f"pass@k: unbiased estimator 1 - C(n-c, k)/C(n, k) over n = {args.n} samples per problem (c correct), "
-             "averaged over problems; `mean` is the unweighted mean over subsets. Samples are labelled by the "
-             "rule-based answer checker (last \\boxed{} answer against the gold answer).",
-             "![pass@k](passk.png)"]
-    publish(out, results, table, notes, files)
-    return 0
+                             *[percent(average[f"pass@{k}"]) for k in ks], "", ""]])
+    notes = [f"pass@k: unbiased estimator 1 - C(n-c, k)/C(n, k) over n = {sampling.n} samples per problem "
+             "(c correct), averaged over problems; `mean` is the unweighted mean over subsets. Samples are labelled "
+             "by the rule-based answer checker (last \\boxed{} answer against the gold answer)."]
+    if plots:
+        notes.append("![pass@k](passk.png)")
+    return publish(out, results, table, notes, files, quiet=quiet)

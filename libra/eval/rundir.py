@@ -32,6 +32,8 @@ def settings(args: argparse.Namespace) -> dict:
     def plain(value):
         if isinstance(value, (list, tuple)):
             return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
         return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
 
     return {name: plain(value) for name, value in sorted(vars(args).items()) if not callable(value)}
@@ -43,16 +45,21 @@ def content_key(*parts) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def publish(out: Path, results: dict, table: ResultsTable, notes: list[str], files: dict[str, Path]) -> None:
-    """Write results.json and report.md into ``out`` and print the table and the files."""
+def publish(out: Path, results: dict, table: ResultsTable, notes: list[str], files: dict[str, Path], *,
+            quiet: bool = False) -> dict:
+    """Write results.json and report.md into ``out``, print the table and the files (unless ``quiet``) and
+    return the results as written."""
+    out.mkdir(parents=True, exist_ok=True)
     results = {**results, "files": {name: str(path) for name, path in files.items()}}
     write_json(out / "results.json", results)
     body = "\n\n".join([f"# {table.title}", markdown_table(table.headers, table.rows).rstrip(), *notes])
     listing = "\n".join(f"- {name}: `{Path(path).name}`" for name, path in files.items())
     (out / "report.md").write_text(f"{body}\n\n## Files\n\n{listing}\n", encoding="utf-8")
-    print_results_table(table.title, table.headers, table.rows)
-    for name, path in {"results": out / "results.json", "report": out / "report.md", **files}.items():
-        print(f"  {name}: {path}")
+    if not quiet:
+        print_results_table(table.title, table.headers, table.rows)
+        for name, path in {"results": out / "results.json", "report": out / "report.md", **files}.items():
+            print(f"  {name}: {path}")
+    return results
 
 
 def usage_error(command: str, message: str) -> int:

@@ -211,7 +211,7 @@ def build_judging_data(cfg: MiniConfig, data: Path, model: Path, folder: Path) -
     from libra.eval.generations import GenerationStore, Request, generate_resumable
     from libra.eval.libra_bench import score_records
     from libra.rollout.types import SamplingParams
-    from libra.train.rejection import select
+    from libra.data.rejection import select
 
     rng = random.Random(cfg.seed)
     rows = _read(data / "train.jsonl")

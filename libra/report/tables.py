@@ -33,6 +33,9 @@ def print_v2v_summary(summary: dict, files: dict[str, Path], console: Console | 
         f"({summary['labelled_correct']} correct, {summary['labelled_incorrect']} incorrect; "
         f"{summary['labels_computed_now']} computed now), rows written {summary['rows']}; "
         f"bad records skipped {summary['skipped_bad_records']}")
+    if summary["check_failed"]:
+        console.print(f"[bold red]answer checks that failed (no label, not cached, left out): "
+                      f"{summary['check_failed']} {summary['check_failures']}[/bold red]")
     console.print(f"agreement with the source's own labels: {share} of {agree['compared']} "
                   f"(source correct / ours wrong: {agree['source_true_ours_false']}, "
                   f"source wrong / ours correct: {agree['source_false_ours_true']})")

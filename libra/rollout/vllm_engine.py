@@ -9,7 +9,9 @@ GRPO trainer recomputes. (vLLM's default, ``raw_logprobs``, ignores the temperat
 vLLM renormalises over the nucleus, so keep ``top_p=1`` where rollout and trainer log-probs are compared.
 
 vLLM's V1 engine runs its core in a spawned process: scripts that create an engine need an
-``if __name__ == "__main__":`` guard.
+``if __name__ == "__main__":`` guard. That process (and any worker below it) dies with the process that
+created the engine, however that one ends (``libra.rollout.reaper``): a killed evaluation or trainer
+never leaves an engine holding memory.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Iterable, Sequence
 
 import torch
 
+from libra.rollout.reaper import Reaper
 from libra.rollout.types import Generation, Prompt, Sample, SamplingParams, prompt_token_ids
 
 WORKER_EXTENSION = "libra.rollout.weight_sync.WeightSyncExtension"
@@ -68,13 +71,18 @@ class VLLMEngine:
             context = max_model_len or _context_length(model, trust_remote_code)
             llm_kwargs.update(enable_chunked_prefill=False,
                               max_num_batched_tokens=max(llm_kwargs.get("max_num_batched_tokens", 0), context, 4096))
-        self.llm = vllm.LLM(
-            model=str(model), dtype=dtype, seed=seed, max_model_len=max_model_len,
-            gpu_memory_utilization=gpu_memory_utilization, trust_remote_code=trust_remote_code,
-            enforce_eager=self.on_cpu if enforce_eager is None else enforce_eager,
-            enable_sleep_mode=self.sleep_mode, logprobs_mode="processed_logprobs",
-            worker_extension_cls=WORKER_EXTENSION, **llm_kwargs,
-        )
+        self._reaper = Reaper()  # before the engine's processes exist, so it sees them all
+        try:
+            self.llm = vllm.LLM(
+                model=str(model), dtype=dtype, seed=seed, max_model_len=max_model_len,
+                gpu_memory_utilization=gpu_memory_utilization, trust_remote_code=trust_remote_code,
+                enforce_eager=self.on_cpu if enforce_eager is None else enforce_eager,
+                enable_sleep_mode=self.sleep_mode, logprobs_mode="processed_logprobs",
+                worker_extension_cls=WORKER_EXTENSION, **llm_kwargs,
+            )
+        except BaseException:
+            self._reaper.kill()  # whatever the failed start left running
+            raise
         self.tokenizer = self.llm.get_tokenizer()
         self._asleep = False
 
@@ -170,6 +178,9 @@ class VLLMEngine:
         if llm is not None:
             llm.llm_engine.engine_core.shutdown()
             del llm
+        reaper = getattr(self, "_reaper", None)
+        if reaper is not None:
+            reaper.release()
         import gc
 
         gc.collect()

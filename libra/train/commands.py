@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from libra.config import load_config
-from libra.train import rejection
+from libra.data import rejection
 
 _TRAINERS = {
     "sft": ("libra.train.sft", "SFTConfig", "train_sft", "supervised fine-tuning on chat rows (assistant tokens)"),

@@ -30,3 +30,6 @@ class RunConfig:
     tensorboard: bool = True
     export: bool = True  # write the final model as a transformers directory (OUT/final)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # A rerun into a run.out with checkpoints resumes; with other settings than its config.yaml it stops
+    # (naming them) unless this is set (the old config.yaml is then kept as config.before-step-N.yaml).
+    allow_config_change: bool = False

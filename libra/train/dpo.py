@@ -6,11 +6,14 @@ Defaults are the paper's: beta 0.01, global batch 256 pairs, 3 epochs, lr 1e-6.
 
 The reference log-probs are computed once, with the kernels, by the initial model before the first
 update, and stored in the run directory (``reference_logps.json``): a resumed run must not take its
-already-trained weights for the reference.
+already-trained weights for the reference. The file is keyed by content (the initial model's weights
+fingerprint and a digest of the tokenised pairs): a rerun with other pairs or another initial model into
+the same directory recomputes it before training, and refuses to go on once training has started.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -24,8 +27,8 @@ from libra.config import ConfigError
 from libra.data.jsonl import DataError, Record, SkipCounter, read_jsonl, reject
 from libra.train.config import ModelConfig, RunConfig
 from libra.train.optim import OptimConfig
-from libra.train.packing import Example, batch_inputs, tokenize_chat
-from libra.train.session import TrainSession
+from libra.train.packing import Example, tokenize_chat
+from libra.train.session import TrainSession, load_tokenizer
 from libra.train.sft import step_indices
 
 
@@ -68,41 +71,49 @@ def load_pairs(path: str, tokenizer, max_len: int, skip_bad: SkipCounter | None)
     return pairs
 
 
-def _sequence_logps(model, examples: list[Example], pad: int, device, grad: bool) -> torch.Tensor:
-    """Sum of response-token log-probs per example (one example per row)."""
-    x = {k: v.to(device) for k, v in batch_inputs([[e] for e in examples], pad).items()}
+def _sequence_logps(session: TrainSession, model, examples: list[Example] | None, grad: bool) -> torch.Tensor:
+    """Sum of response-token log-probs per example (one example per row; None: the idle-rank pass)."""
+    x = session.batch([[e] for e in examples] if examples else None)
     with torch.set_grad_enabled(grad):
         logp = model(x["input_ids"], lambda h, w, b: lk.linear_token_logprobs(h, w, x["targets"], bias=b),
                      attention_mask=x["attention_mask"], position_ids=x["position_ids"])
     return (logp * x["loss_mask"]).sum(-1)
 
 
-def _passes(local: int) -> int:
-    t = torch.tensor(local)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return int(t)
+def reference_key(cfg: DPOConfig, pairs) -> str:
+    """What the reference log-probs depend on: the initial model's weights and the tokenised pairs."""
+    from libra.models.checks import weights_fingerprint
+
+    h = hashlib.sha256(weights_fingerprint(cfg.model.path).encode())
+    for chosen, rejected in pairs:
+        for ex in (chosen, rejected):
+            h.update(json.dumps([ex.input_ids, ex.loss_mask]).encode())
+    return h.hexdigest()[:24]
 
 
-def reference_logps(session: TrainSession, pairs, micro: int, pad: int) -> list[tuple[float, float]]:
+def reference_logps(session: TrainSession, pairs, micro: int, key: str) -> list[tuple[float, float]]:
     """(chosen, rejected) reference log-probs of every pair; computed by the initial model, each rank a
-    contiguous share, gathered, and cached in the run directory."""
+    contiguous share, gathered, and cached in the run directory under ``key`` (``reference_key``)."""
     path = session.out / "reference_logps.json"
-    if path.is_file():
-        cached = json.loads(path.read_text())
-        if len(cached) == len(pairs):
-            return [tuple(v) for v in cached]
+    cached = json.loads(path.read_text()) if path.is_file() else None
+    if isinstance(cached, dict) and cached.get("key") == key and len(cached.get("logps", ())) == len(pairs):
+        if session.world.is_main:
+            print(f"reference log-probs: reused {path} (key {key})", flush=True)
+        return [tuple(v) for v in cached["logps"]]
     if session.step > 0:
-        raise RuntimeError(f"{path} is missing but the run has already trained: the reference is lost; start a "
-                           "new run directory")
+        why = "is missing" if cached is None else "was computed for other pairs or another initial model"
+        raise RuntimeError(f"{path} {why}, but the run has already trained: the reference is lost; start a new run "
+                           "directory")
+    if cached is not None and session.world.is_main:
+        print(f"reference log-probs: {path} belongs to other pairs or another initial model; recomputing", flush=True)
     world = session.world
     share = -(-len(pairs) // world.world_size)
     mine = pairs[world.rank * share:(world.rank + 1) * share]
     values: list[tuple[float, float]] = []
     session.model.eval()
-    for i in range(_passes(-(-len(mine) // micro))):
-        real = mine[i * micro:(i + 1) * micro]
-        chunk = real or [(Example([pad], [0]), Example([pad], [0]))]  # idle rank: a pass to match collectives
-        logps = _sequence_logps(session.model, [e for p in chunk for e in p], pad, world.device, grad=False)
+    for i in range(session.passes(-(-len(mine) // micro))):
+        real = mine[i * micro:(i + 1) * micro]  # an idle rank makes a pass to match collectives
+        logps = _sequence_logps(session, session.model, [e for p in real for e in p], grad=False)
         values += [(float(logps[2 * j]), float(logps[2 * j + 1])) for j in range(len(real))]
     gathered: list = [None] * world.world_size
     dist.all_gather_object(gathered, values)
@@ -110,53 +121,46 @@ def reference_logps(session: TrainSession, pairs, micro: int, pad: int) -> list[
     if world.is_main:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result))
+        tmp.write_text(json.dumps({"key": key, "pairs": len(result), "logps": result}))
         tmp.replace(path)
     return result
 
 
 def train_dpo(cfg: DPOConfig) -> None:
-    from transformers import AutoTokenizer
-
-    from libra.models.checks import check_model_dir
-
-    check_model_dir(cfg.model.path)
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
+    tokenizer = load_tokenizer(cfg)
     pairs = load_pairs(cfg.data.train, tokenizer, cfg.data.max_seq_len, SkipCounter() if cfg.data.skip_bad else None)
     batch = cfg.run.global_batch_size
     if len(pairs) < batch:
         raise ConfigError(cfg.data.train, "run.global_batch_size", f"{len(pairs)} usable pairs, fewer than {batch}")
     total = (len(pairs) // batch) * cfg.data.epochs
     total = min(total, cfg.run.max_steps) if cfg.run.max_steps else total
-    session = TrainSession(cfg, total_steps=total, desc="dpo")
-    world, model, micro = session.world, session.model, cfg.run.micro_batch_size
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    ref = reference_logps(session, pairs, micro, pad)
-    model.train()
-    while not session.done:
-        t0 = time.perf_counter()
-        chosen_idx = step_indices(session.step, len(pairs), batch, cfg.run.seed)[world.rank::world.world_size]
-        n = _passes(-(-len(chosen_idx) // micro))
-        sums = torch.zeros(4, dtype=torch.float64)  # loss, margin, accuracy, chosen reward
-        for i in range(n):
-            session.sync_gradients(i == n - 1)
-            idx = chosen_idx[i * micro:(i + 1) * micro]
-            rows = [e for j in idx for e in pairs[j]] or [Example([pad], [0])] * 2
-            logps = _sequence_logps(model, rows, pad, world.device, grad=True).view(-1, 2)
-            ref_t = torch.tensor([ref[j] for j in idx] or [(0.0, 0.0)], device=world.device)
-            rewards = cfg.beta * (logps - ref_t)
-            margin = rewards[:, 0] - rewards[:, 1]
-            losses = -F.logsigmoid(margin) * (1.0 if idx else 0.0)
-            (losses.sum() * world.world_size / batch).backward()
-            if idx:
-                sums += torch.tensor([float(losses.sum()), float(margin.sum()), float((margin > 0).sum()),
-                                      float(rewards[:, 0].sum())], dtype=torch.float64)
-        stats = session.optimizer_step()
-        loss, margin, acc, chosen = session.global_sum(*sums.tolist())
-        session.logger.log(session.step, {"loss": loss / batch, "margin": margin / batch, "pair_accuracy": acc / batch,
-                                          "chosen_reward": chosen / batch, **stats,
-                                          "time_step": time.perf_counter() - t0})
-        session.maybe_save({"pairs": len(pairs)})
-    session.finish({"pairs": len(pairs)})
-    session.close()
-
+    key = reference_key(cfg, pairs)
+    with TrainSession(cfg, total_steps=total, desc="dpo", tokenizer=tokenizer) as session:
+        world, model, micro = session.world, session.model, cfg.run.micro_batch_size
+        ref = reference_logps(session, pairs, micro, key)
+        model.train()
+        while not session.done:
+            t0 = time.perf_counter()
+            chosen_idx = step_indices(session.step, len(pairs), batch, cfg.run.seed)[world.rank::world.world_size]
+            n = session.passes(-(-len(chosen_idx) // micro))
+            sums = torch.zeros(4, dtype=torch.float64)  # loss, margin, accuracy, chosen reward
+            for i in range(n):
+                session.sync_gradients(i == n - 1)
+                idx = chosen_idx[i * micro:(i + 1) * micro]
+                rows = [e for j in idx for e in pairs[j]] or [Example([session.pad], [0])] * 2  # idle: 1 pair
+                logps = _sequence_logps(session, model, rows, grad=True).view(-1, 2)
+                ref_t = torch.tensor([ref[j] for j in idx] or [(0.0, 0.0)], device=world.device)
+                rewards = cfg.beta * (logps - ref_t)
+                margin = rewards[:, 0] - rewards[:, 1]
+                losses = -F.logsigmoid(margin) * (1.0 if idx else 0.0)
+                (losses.sum() * world.world_size / batch).backward()
+                if idx:
+                    sums += torch.tensor([float(losses.sum()), float(margin.sum()), float((margin > 0).sum()),
+                                          float(rewards[:, 0].sum())], dtype=torch.float64)
+            stats = session.optimizer_step()
+            loss, margin, acc, chosen = session.global_sum(*sums.tolist())
+            session.logger.log(session.step, {"loss": loss / batch, "margin": margin / batch,
+                                              "pair_accuracy": acc / batch, "chosen_reward": chosen / batch, **stats,
+                                              "time_step": time.perf_counter() - t0})
+            session.maybe_save({"pairs": len(pairs)})
+        session.finish({"pairs": len(pairs)})

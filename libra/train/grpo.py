@@ -11,10 +11,14 @@ One rollout step:
      pass's own, detached, and the separate pass is skipped;
   5. ``ppo_epochs`` passes over mini-batches of ``global_batch_size`` prompts, each one optimizer step on
      ``libra_kernels.linear_grpo_loss`` (eps 0.2 / 0.28, k3 KL 1e-3, the paper's sequence-mean aggregation);
-  6. push the new weights into the engine.
-Every rank runs its own engine on its share of prompts; losses are normalised by global counts so a
-step means the same at any world size. Metrics per step: reward, accuracy, clip fractions, ppo_kl, KL,
-entropy, response length, rollout/trainer log-prob mismatch, time per stage and tokens/s.
+  6. push the new weights into the engine;
+  7. with an ``eval`` section, judge a held-out bench with the same engine (it holds the current weights)
+     before the first update, every ``eval.every`` rollout steps and at the end (``OUT/evals/step_N``).
+Steps 1-3 are ``collect_rollouts``, 4-5 ``learn``. Every rank runs its own engine on its share of
+prompts; losses are normalised by global counts so a step means the same at any world size. Metrics per
+step: reward, accuracy, the share of groups whose rewards all agree (``uniform_groups``, before dynamic
+sampling drops them), clip fractions, ppo_kl, KL, entropy, response length, rollout/trainer log-prob
+mismatch, time per stage and tokens/s, and ``eval_accuracy`` / ``eval_invalid`` on evaluation steps.
 """
 
 from __future__ import annotations
@@ -23,30 +27,30 @@ import os
 import random
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
 
 import torch
-import torch.distributed as dist
 
 import libra_kernels as lk
 from libra.config import ConfigError
 from libra.data.jsonl import SkipCounter
 from libra.rewards import L_EXP, L_MAX
 from libra.rollout.logprob_check import logprob_mismatch
-from libra.rollout.types import SamplingParams
+from libra.rollout.types import Engine, SamplingParams
 from libra.train.config import ModelConfig, RunConfig
-from libra.train.model import FusedHeadLM, full_state_dict, load_causal_lm, shard
+from libra.train.model import full_state_dict
 from libra.train.optim import OptimConfig
-from libra.train.packing import Example, batch_inputs
-from libra.train.rl_tasks import RLItem, load_rl_items, score
-from libra.train.session import TrainSession
+from libra.train.packing import Example
+from libra.train.rl_tasks import TASKS, RLItem, load_rl_items, score
+from libra.train.session import TrainSession, load_tokenizer
 
 
 @dataclass
 class GRPODataConfig:
     train: str = ""  # JSONL of judging rows and/or reasoning problems (see rl_tasks.py)
-    task: Literal["pointwise", "verification", "pairwise", "reasoning"] = "pointwise"
+    task: Literal[TASKS] = "pointwise"
     template: str = "pointwise"  # judging prompt template: builtin name or file
     prompts_per_step: int = 256
     epochs: int = 1
@@ -82,6 +86,22 @@ class RewardConfig:
     l_exp: int = L_EXP
     l_max: int = L_MAX
     threshold: int = 2  # pointwise score >= threshold means "correct"
+    strict_verdicts: bool = True  # a verdict counts only after </think> (never one inside the reasoning)
+
+
+@dataclass
+class GRPOEvalConfig:
+    """Held-out judging during the run, with the rollout engine (which holds the current weights): before
+    the first update, every ``every`` rollout steps and at the end; off while ``bench`` is empty or
+    ``every`` is 0. Results: ``OUT/evals/step_N/{results.json,predictions.jsonl}`` (N the optimizer
+    step) and ``eval_accuracy`` / ``eval_invalid`` in metrics.jsonl. Only rank 0 evaluates."""
+
+    bench: str = ""  # judging rows (.jsonl, like a Libra Bench file)
+    template: str = "pointwise"  # built-in name or template file
+    every: int = 0  # rollout steps between evaluations (0: off)
+    max_tokens: int = 4096
+    temperature: float = 0.0
+    verdict_mode: Literal["lenient", "strict"] = "lenient"  # as `libra eval libra-bench` reads verdicts
 
 
 @dataclass
@@ -91,6 +111,7 @@ class GRPOConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     loss: GRPOLossConfig = field(default_factory=GRPOLossConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    eval: GRPOEvalConfig = field(default_factory=GRPOEvalConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-6, schedule="constant", warmup_ratio=0.03))
     run: RunConfig = field(default_factory=lambda: RunConfig(out="runs/grpo", global_batch_size=256,
                                                               micro_batch_size=4))
@@ -153,6 +174,9 @@ def start_engine(cfg: GRPOConfig, seed: int):
                            trust_remote_code=cfg.model.trust_remote_code, **kwargs)
 
 
+EngineFactory = Callable[[GRPOConfig, int], Engine]  # (config, seed) -> a started engine
+
+
 def generate_and_score(engine, items: list[RLItem], base_seed: int, cfg: GRPOConfig, first_group: int
                        ) -> list[Rollout]:
     r = cfg.rollout
@@ -163,7 +187,7 @@ def generate_and_score(engine, items: list[RLItem], base_seed: int, cfg: GRPOCon
     for g, (item, gen) in enumerate(zip(items, gens)):
         for s in gen.samples:
             sc = score(item, s.text, len(s.token_ids), l_exp=cfg.reward.l_exp, l_max=cfg.reward.l_max,
-                       threshold=cfg.reward.threshold)
+                       threshold=cfg.reward.threshold, strict=cfg.reward.strict_verdicts)
             out.append(Rollout(first_group + g, list(gen.prompt_token_ids), list(s.token_ids), list(s.logprobs),
                                sc.reward, sc.correct, s.finish_reason == "length"))
     return out
@@ -181,27 +205,18 @@ def _micro_batches(rollouts: list[Rollout], size: int) -> list[list[Rollout]]:
     return [rollouts[i:i + size] for i in range(0, len(rollouts), size)]
 
 
-def _passes(local: int) -> int:
-    """The number of forward/backward passes every rank makes: FSDP collectives need the same count."""
-    t = torch.tensor(local)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return int(t)
-
-
-def _inputs(rows: list[Rollout] | None, pad: int, device) -> dict:
-    examples = [[r.example()] for r in rows] if rows else [[Example([pad], [0])]]
-    return {k: v.to(device) for k, v in batch_inputs(examples, pad).items()}
+def _rows(rollouts: list[Rollout] | None) -> list[list[Example]] | None:
+    return [[r.example()] for r in rollouts] if rollouts else None
 
 
 @torch.no_grad()
-def compute_logprobs(model, rollouts: list[Rollout], micro: int, pad: int, device, attr: str, temperature: float
-                     ) -> None:
-    """Fill ``attr`` ("old_logp" or "ref_logp") of every rollout with the model's response-token log-probs
+def compute_logprobs(session: TrainSession, model, rollouts: list[Rollout], attr: str, temperature: float) -> None:
+    """Fill ``attr`` ("old_logp" or "ref_logp") of every rollout with ``model``'s response-token log-probs
     under the sampling temperature (the distribution the engine sampled from)."""
-    batches = _micro_batches(rollouts, micro)
-    for i in range(_passes(len(batches))):
+    batches = _micro_batches(rollouts, session.cfg.run.micro_batch_size)
+    for i in range(session.passes(len(batches))):
         rows = batches[i] if i < len(batches) else None
-        x = _inputs(rows, pad, device)
+        x = session.batch(_rows(rows))
         logp = model(x["input_ids"], lambda h, w, b: lk.linear_token_logprobs(h, w, x["targets"], bias=b,
                                                                                temperature=temperature),
                      attention_mask=x["attention_mask"], position_ids=x["position_ids"])
@@ -209,7 +224,7 @@ def compute_logprobs(model, rollouts: list[Rollout], micro: int, pad: int, devic
             setattr(row, attr, logp[r][x["loss_mask"][r] > 0].float().cpu())
 
 
-def update(session: TrainSession, cfg: GRPOConfig, mini: list[Rollout], pad: int, on_policy: bool) -> dict:
+def update(session: TrainSession, cfg: GRPOConfig, mini: list[Rollout], on_policy: bool) -> dict:
     """One optimizer step on a mini-batch of rollouts (this rank's share).
 
     ``on_policy`` (one PPO epoch, one mini-batch per rollout step): the weights have not moved since the
@@ -220,17 +235,16 @@ def update(session: TrainSession, cfg: GRPOConfig, mini: list[Rollout], pad: int
     seqs, toks = len(mini), sum(len(r.response_ids) for r in mini)
     global_seqs, global_toks = session.global_sum(seqs, toks)
     batches = _micro_batches(mini, cfg.run.micro_batch_size)
-    n = _passes(len(batches))
+    n = session.passes(len(batches))
     sums = {"clipfrac_high": 0.0, "clipfrac_low": 0.0, "ppo_kl": 0.0, "kl": 0.0, "entropy": 0.0}
     loss_kw = dict(eps_low=loss_cfg.eps_low, eps_high=loss_cfg.eps_high, dual_clip=loss_cfg.dual_clip,
                    kl_coef=loss_cfg.kl_coef, kl_kind=loss_cfg.kl_kind, agg=loss_cfg.agg)
     temperature = cfg.rollout.temperature
     for i in range(n):
         session.sync_gradients(i == n - 1)
-        rows = batches[i] if i < len(batches) else None
-        x = _inputs(rows, pad, world.device)
+        rows_ = batches[i] if i < len(batches) else []
+        x = session.batch(_rows(rows_))
         mask = x["loss_mask"]
-        rows_ = rows or []
         ref = _aligned(rows_, [r.ref_logp for r in rows_], mask) if loss_cfg.kl_coef > 0 else None
         adv = torch.tensor([r.advantage for r in rows_] or [0.0], device=world.device)
 
@@ -239,7 +253,7 @@ def update(session: TrainSession, cfg: GRPOConfig, mini: list[Rollout], pad: int
                 logp, entropy = lk.linear_token_logprobs(h, w, x["targets"], bias=b, temperature=temperature,
                                                          return_entropy=True)
                 loss, stats = lk.grpo_loss(logp, logp.detach(), adv, mask, ref_logp=ref, **loss_kw)
-                stats["entropy"] = float((entropy * mask).sum() / mask.sum().clamp(min=1))
+                stats["entropy"] = float((entropy.detach() * mask).sum() / mask.sum().clamp(min=1))
                 for r, row in enumerate(rows_):
                     row.old_logp = logp[r][mask[r] > 0].detach().float().cpu()
                 return loss, stats
@@ -262,6 +276,11 @@ def update(session: TrainSession, cfg: GRPOConfig, mini: list[Rollout], pad: int
     return {**step, **{k: v / max(global_toks, 1) for k, v in zip(sums, totals)}}
 
 
+def _uniform(rewards: torch.Tensor, n: int) -> torch.Tensor:
+    """Per group of ``n`` consecutive rollouts: whether all rewards agree (no learning signal)."""
+    return rewards.float().view(-1, n).std(dim=1, unbiased=False) == 0
+
+
 def _select(rollouts: list[Rollout], n: int, dynamic: bool) -> list[Rollout]:
     """Group advantages; with dynamic sampling, only groups whose rewards differ are kept."""
     if not rollouts:
@@ -272,17 +291,122 @@ def _select(rollouts: list[Rollout], n: int, dynamic: bool) -> list[Rollout]:
         r.advantage = a
     if not dynamic:
         return rollouts
-    spread = rewards.view(-1, n).std(dim=1, unbiased=False) > 0
-    return [r for i, r in enumerate(rollouts) if spread[i // n]]
+    uniform = _uniform(rewards, n)
+    return [r for i, r in enumerate(rollouts) if not uniform[i // n]]
 
 
-def train_grpo(cfg: GRPOConfig) -> None:
-    from transformers import AutoTokenizer
+@dataclass
+class RolloutStep:
+    """What ``collect_rollouts`` gathered on this rank: every rollout generated (all refill rounds), the
+    ones kept for learning, and the global count of groups and of groups whose rewards all agree."""
 
-    from libra.models.checks import check_model_dir
+    rollouts: list[Rollout]
+    kept: list[Rollout]
+    groups: int
+    uniform_groups: int
 
-    check_model_dir(cfg.model.path)
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
+
+def collect_rollouts(session: TrainSession, cfg: GRPOConfig, engine, items: list[RLItem], stream: PromptStream
+                     ) -> RolloutStep:
+    """Steps 1-3: this rank's share of the next prompts, their rollouts, rewards and group advantages;
+    with dynamic sampling, groups whose rewards all agree are dropped and the stream refills."""
+    world, P, n = session.world, cfg.data.prompts_per_step, cfg.rollout.n
+    share = P // world.world_size
+    rollouts: list[Rollout] = []
+    kept: list[Rollout] = []
+    for round_ in range(1 + (cfg.rollout.max_refill_rounds if cfg.rollout.dynamic_sampling else 0)):
+        start = stream.cursor
+        chosen = stream.take(P)[world.rank * share:(world.rank + 1) * share]
+        seed = cfg.run.seed * 1_000_003 + (start + world.rank * share) * n  # unique per sample
+        batch = generate_and_score(engine, [items[i] for i in chosen], seed, cfg, first_group=round_ * share)
+        rollouts += batch
+        kept += _select(batch, n, cfg.rollout.dynamic_sampling)
+        (global_kept,) = session.global_sum(len(kept) // n)
+        if not cfg.rollout.dynamic_sampling or global_kept >= P:
+            break
+    rewards = torch.tensor([r.reward for r in rollouts], dtype=torch.float32)
+    uniform = int(_uniform(rewards, n).sum()) if rollouts else 0
+    groups, uniform = session.global_sum(len(rollouts) // n, uniform)
+    return RolloutStep(rollouts, kept, int(groups), int(uniform))
+
+
+def learn(session: TrainSession, cfg: GRPOConfig, kept: list[Rollout], reference) -> tuple[list[dict], float]:
+    """Steps 4-5: old (unless on-policy) and reference log-probs, then ``ppo_epochs`` passes over
+    mini-batches of ``global_batch_size`` prompts, one optimizer step each. Returns the update stats and
+    the seconds spent on the log-prob passes."""
+    P, G = cfg.data.prompts_per_step, cfg.run.global_batch_size
+    tick = time.perf_counter()
+    on_policy = cfg.loss.ppo_epochs == 1 and P == G
+    session.model.eval()
+    if not on_policy:
+        compute_logprobs(session, session.model, kept, "old_logp", cfg.rollout.temperature)
+    if reference is not None:
+        compute_logprobs(session, reference, kept, "ref_logp", cfg.rollout.temperature)
+    logprob_s = time.perf_counter() - tick
+    session.model.train()
+    groups = sorted({r.group for r in kept})
+    rng = random.Random(cfg.run.seed * 7919 + session.step)
+    stats = []
+    for _ in range(cfg.loss.ppo_epochs):
+        rng.shuffle(groups)
+        for part in (set(groups[i::P // G]) for i in range(P // G)):
+            stats.append(update(session, cfg, [r for r in kept if r.group in part], on_policy))
+    return stats, logprob_s
+
+
+class HeldOutEval:
+    """The ``eval`` section at work: the bench rows loaded (and the template checked) before the engine
+    starts, then ``libra.eval.libra_bench.evaluate`` on the rollout engine at the steps it asks for."""
+
+    def __init__(self, session: TrainSession, cfg: GRPOConfig, updates_per_step: int):
+        self.cfg, self.session, self.per_step = cfg, session, updates_per_step
+        self.enabled = bool(cfg.eval.bench) and cfg.eval.every > 0
+        self.rows: list[dict] = []
+        if self.enabled and session.world.is_main:
+            from libra.data.bench import load_bench
+            from libra.eval.libra_bench import check_template
+
+            self.rows = load_bench(cfg.eval.bench)
+            if not self.rows:
+                raise ConfigError(cfg.eval.bench, "eval.bench", "no judging rows")
+            try:
+                check_template(cfg.eval.template, self.rows)
+            except ValueError as err:
+                raise ConfigError("config", "eval.template", str(err)) from None
+        run = {k: v for k, v in asdict(cfg).items() if k != "eval"}
+        from libra.eval.rundir import content_key
+
+        self.run_key = content_key(run)
+
+    def due(self, *, first: bool = False) -> bool:
+        """Before the first update (``first``), every ``every`` rollout steps, and at the end."""
+        if not self.enabled:
+            return False
+        rollout_step = self.session.step // self.per_step
+        return first or self.session.done or rollout_step % self.cfg.eval.every == 0
+
+    def __call__(self, engine) -> dict:
+        """Rank 0 evaluates (the others go on to their next collective and wait there); returns the
+        metrics for metrics.jsonl on rank 0, an empty dict elsewhere."""
+        if not self.session.world.is_main:
+            return {}
+        from libra.eval.libra_bench import evaluate
+
+        e, step = self.cfg.eval, self.session.step
+        params = SamplingParams(n=1, temperature=e.temperature, max_tokens=e.max_tokens, seed=self.cfg.run.seed)
+        results = evaluate(self.rows, out=Path(self.cfg.run.out) / "evals" / f"step_{step:08d}", sampling=params,
+                           model=self.cfg.model.path, engine=engine, template=e.template,
+                           fingerprint=f"grpo-run:{self.run_key}:step:{step}", verdict_mode=e.verdict_mode,
+                           progress=False, plots=False, quiet=True, name=f"step {step}", bench=e.bench,
+                           settings={"eval": asdict(e), "step": step})
+        m = results["metrics"]
+        return {"eval_accuracy": m["accuracy"], "eval_average": m["average"], "eval_invalid": m["invalid_rate"]}
+
+
+def train_grpo(cfg: GRPOConfig, *, engine_factory: EngineFactory | None = None) -> None:
+    """``engine_factory(cfg, seed)`` starts the rollout engine (default ``start_engine``: vLLM or
+    transformers as ``rollout.engine`` says); benchmarks pass their own to time or count it."""
+    tokenizer = load_tokenizer(cfg)
     skipped = SkipCounter() if cfg.data.skip_bad else None
     items = load_rl_items(cfg.data.train, cfg.data.task, cfg.data.template, skipped)
     P, G = cfg.data.prompts_per_step, cfg.run.global_batch_size
@@ -294,70 +418,41 @@ def train_grpo(cfg: GRPOConfig) -> None:
     rollout_steps = max(1, -(-len(items) * cfg.data.epochs // P))
     total = rollout_steps * updates_per_step
     total = min(total, cfg.run.max_steps) if cfg.run.max_steps else total
-    session = TrainSession(cfg, total_steps=total, desc="grpo")
-    world = session.world
-    if P % world.world_size:
-        raise ConfigError("config", "data.prompts_per_step",
-                          f"{P} is not a multiple of the world size {world.world_size}")
-    reference = None
-    if cfg.loss.kl_coef > 0:
-        reference = shard(FusedHeadLM(load_causal_lm(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)),
-                          world, mixed_precision=world.device.type == "cuda").eval()
-    stream = PromptStream(len(items), cfg.run.seed, session.state.get("cursor", 0))
-    engine = start_engine(cfg, cfg.run.seed)
-    if session.resumed_from is not None:
-        engine.update_weights(full_state_dict(session.model).items())
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    share = P // world.world_size
-    try:
-        while not session.done:
-            t0 = time.perf_counter()
-            rollouts: list[Rollout] = []
-            kept: list[Rollout] = []
-            for round_ in range(1 + (cfg.rollout.max_refill_rounds if cfg.rollout.dynamic_sampling else 0)):
-                start = stream.cursor
-                chosen = stream.take(P)[world.rank * share:(world.rank + 1) * share]
-                seed = cfg.run.seed * 1_000_003 + (start + world.rank * share) * cfg.rollout.n  # unique per sample
-                batch = generate_and_score(engine, [items[i] for i in chosen], seed, cfg, first_group=round_ * share)
-                rollouts += batch
-                kept += _select(batch, cfg.rollout.n, cfg.rollout.dynamic_sampling)
-                (global_kept,) = session.global_sum(len(kept) // cfg.rollout.n)
-                if not cfg.rollout.dynamic_sampling or global_kept >= P:
-                    break
-            engine.sleep()
-            t1 = time.perf_counter()
-            on_policy = cfg.loss.ppo_epochs == 1 and P == G
-            session.model.eval()
-            if not on_policy:
-                compute_logprobs(session.model, kept, cfg.run.micro_batch_size, pad, world.device, "old_logp",
-                                 cfg.rollout.temperature)
-            if reference is not None:
-                compute_logprobs(reference, kept, cfg.run.micro_batch_size, pad, world.device, "ref_logp",
-                                 cfg.rollout.temperature)
-            t2 = time.perf_counter()
-            session.model.train()
-            groups = sorted({r.group for r in kept})
-            rng = random.Random(cfg.run.seed * 7919 + session.step)
-            update_stats = []
-            for _ in range(cfg.loss.ppo_epochs):
-                rng.shuffle(groups)
-                parts = [set(groups[i::P // G]) for i in range(P // G)]
-                for part in parts:
-                    update_stats.append(update(session, cfg, [r for r in kept if r.group in part], pad, on_policy))
-            t3 = time.perf_counter()
-            engine.wake_up()
-            engine.update_weights(full_state_dict(session.model).items())
-            t4 = time.perf_counter()
-            session.logger.log(session.step, _step_metrics(session, rollouts, kept, update_stats, (t0, t1, t2, t3, t4)))
-            session.maybe_save({"cursor": stream.cursor})
-        session.finish({"cursor": stream.cursor})
-    finally:
-        engine.close()
-        session.close()
+    with TrainSession(cfg, total_steps=total, desc="grpo", tokenizer=tokenizer) as session:
+        if P % session.world.world_size:
+            raise ConfigError("config", "data.prompts_per_step",
+                              f"{P} is not a multiple of the world size {session.world.world_size}")
+        held_out = HeldOutEval(session, cfg, updates_per_step)
+        reference = session.build_reference() if cfg.loss.kl_coef > 0 else None
+        stream = PromptStream(len(items), cfg.run.seed, session.state.get("cursor", 0))
+        engine = (engine_factory or start_engine)(cfg, cfg.run.seed)
+        try:
+            if session.resumed_from is not None:
+                engine.update_weights(full_state_dict(session.model).items())
+            if session.step == 0 and held_out.due(first=True):  # before any update
+                session.logger.log(0, held_out(engine))
+            while not session.done:
+                t0 = time.perf_counter()
+                step = collect_rollouts(session, cfg, engine, items, stream)
+                engine.sleep()
+                t1 = time.perf_counter()
+                update_stats, logprob_s = learn(session, cfg, step.kept, reference)
+                t3 = time.perf_counter()
+                engine.wake_up()
+                engine.update_weights(full_state_dict(session.model).items())
+                t4 = time.perf_counter()
+                metrics = _step_metrics(session, step, update_stats, (t0, t1, t1 + logprob_s, t3, t4))
+                if held_out.due():
+                    metrics.update(held_out(engine))
+                session.logger.log(session.step, metrics)
+                session.maybe_save({"cursor": stream.cursor})
+            session.finish({"cursor": stream.cursor})
+        finally:
+            engine.close()
 
 
-def _step_metrics(session: TrainSession, rollouts: list[Rollout], kept: list[Rollout], updates: list[dict],
-                  times: tuple[float, ...]) -> dict:
+def _step_metrics(session: TrainSession, step: RolloutStep, updates: list[dict], times: tuple[float, ...]) -> dict:
+    rollouts, kept = step.rollouts, step.kept
     mismatch = logprob_mismatch([r.engine_logp for r in kept], [r.old_logp for r in kept]) if kept else None
     sums = session.global_sum(
         len(rollouts), sum(r.reward for r in rollouts), sum(r.correct for r in rollouts),
@@ -369,7 +464,8 @@ def _step_metrics(session: TrainSession, rollouts: list[Rollout], kept: list[Rol
     last = updates[-1] if updates else {}
     return {
         "reward": reward / n, "accuracy": correct / n, "response_length": length / n, "truncated": truncated / n,
-        "kept_fraction": kept_n / n, "logprob_mismatch": mm_sum / mm_tokens if mm_tokens else 0.0,
+        "kept_fraction": kept_n / n, "uniform_groups": step.uniform_groups / max(step.groups, 1),
+        "logprob_mismatch": mm_sum / mm_tokens if mm_tokens else 0.0,
         **{k: sum(u[k] for u in updates) / len(updates) for k in ("clipfrac_high", "clipfrac_low", "ppo_kl", "kl",
                                                                   "entropy", "grad_norm") if updates},
         "lr": last.get("lr", 0.0), "skipped": sum(u["skipped"] for u in updates),

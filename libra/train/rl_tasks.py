@@ -3,23 +3,21 @@ correctness label, and reasoning problems scored against their gold answer, both
 ``is_correct - length penalty``.
 
 Rows (JSONL): a judging row has ``question``, ``response`` and a ``label`` (bool; for pairwise:
-``response_a``, ``response_b`` and ``label`` "A"/"B"/"tie"); a reasoning row has ``question`` (or
-``problem``) and ``answer``. ``task`` in a row overrides the file-wide ``data.task``, so one file can
+``response_a``, ``response_b`` and ``label`` "A"/"B"/"tie"; for verification also the gold ``reference``
+answer, which the verification template shows the judge); a reasoning row has ``question`` (or
+``problem``) and ``answer``. The judge kinds (template, verdict, labels) come from ``libra.judge.kinds``. ``task`` in a row overrides the file-wide ``data.task``, so one file can
 mix judging and non-judging prompts as the paper's RL set does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from libra.data.jsonl import DataError, Record, SkipCounter, read_jsonl, reject
-from libra.eval.passk import DEFAULT_PROMPT as REASONING_PROMPT  # the same prompt as pass@k evaluation
-from libra.judge import render
+from libra.judge import KINDS, REASONING_PROMPT, judge_kind, render  # the reasoning prompt is pass@k's too
 from libra.rewards import judging_reward, length_penalty, reasoning_reward
 
-Task = Literal["pointwise", "verification", "pairwise", "reasoning"]
-TASKS = ("pointwise", "verification", "pairwise", "reasoning")
+TASKS = (*KINDS, "reasoning")
 
 
 @dataclass
@@ -48,17 +46,19 @@ def _item(rec: Record, default_task: str, template: str) -> RLItem:
         answer = rec.get("answer", (str, int, float))
         prompt = REASONING_PROMPT.replace("{question}", question)
         return RLItem(rid, task, [{"role": "user", "content": prompt}], str(answer))
+    kind = judge_kind(task)
+    name = kind.template if template == "pointwise" else template  # the default template follows the kind
+    label = rec.get("label", type(kind.labels[0]))
+    if label not in kind.labels:
+        raise DataError(rec.path, rec.line, "label", f"a {task} label is one of {kind.labels}, got {label!r}")
     if task == "pairwise":
-        label = rec.get("label", str)
-        if label not in ("A", "B", "tie"):
-            raise DataError(rec.path, rec.line, "label", f"a pairwise label is 'A', 'B' or 'tie', got {label!r}")
-        text = render(template if template != "pointwise" else "pairwise", question=question,
-                      response_a=rec.get("response_a", str), response_b=rec.get("response_b", str))
-        return RLItem(rid, task, [{"role": "user", "content": text}], label)
-    label = rec.get("label", bool)
-    name = "verification" if task == "verification" and template == "pointwise" else template
-    return RLItem(rid, task, [{"role": "user", "content": render(name, question=question,
-                                                                   response=rec.get("response", str))}], label)
+        fields = {"response_a": rec.get("response_a", str), "response_b": rec.get("response_b", str)}
+    else:
+        fields = {"response": rec.get("response", str)}
+        if task == "verification":
+            fields["reference"] = str(rec.get("reference", (str, int, float)))
+    text = render(name, question=question, **fields)
+    return RLItem(rid, task, [{"role": "user", "content": text}], label)
 
 
 def load_rl_items(path: str, task: str, template: str, skip_bad: SkipCounter | None = None) -> list[RLItem]:
@@ -72,11 +72,13 @@ def load_rl_items(path: str, task: str, template: str, skip_bad: SkipCounter | N
     return items
 
 
-def score(item: RLItem, text: str, length: int, *, l_exp: int, l_max: int, threshold: int = 2) -> Scored:
-    """Eq. 3 for one rollout of ``item``; ``correct`` is the is_correct term alone (for accuracy logs)."""
+def score(item: RLItem, text: str, length: int, *, l_exp: int, l_max: int, threshold: int = 2,
+          strict: bool = True) -> Scored:
+    """Eq. 3 for one rollout of ``item``; ``correct`` is the is_correct term alone (for accuracy logs).
+    ``strict``: a judge's verdict counts only after its ``</think>`` (``libra.judge.verdicts``)."""
     if item.task == "reasoning":
         reward = reasoning_reward(text, item.label, length=length, l_exp=l_exp, l_max=l_max)
     else:
         reward = judging_reward(text, item.label, length=length, kind=item.task, threshold=threshold,
-                                l_exp=l_exp, l_max=l_max)
+                                l_exp=l_exp, l_max=l_max, strict=strict)
     return Scored(reward, reward + length_penalty(length, l_exp, l_max) > 0.5)

@@ -12,15 +12,14 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-import torch.distributed as dist
 
 import libra_kernels as lk
 from libra.config import ConfigError
 from libra.data.jsonl import DataError, SkipCounter, read_jsonl, reject
 from libra.train.config import ModelConfig, RunConfig
 from libra.train.optim import OptimConfig
-from libra.train.packing import Example, batch_inputs, chat_messages, pack, tokenize_chat
-from libra.train.session import TrainSession
+from libra.train.packing import Example, chat_messages, pack, tokenize_chat
+from libra.train.session import TrainSession, load_tokenizer
 
 
 @dataclass
@@ -67,12 +66,7 @@ def step_indices(step: int, n: int, global_batch: int, seed: int) -> list[int]:
 
 
 def train_sft(cfg: SFTConfig) -> None:
-    from transformers import AutoTokenizer
-
-    from libra.models.checks import check_model_dir
-
-    check_model_dir(cfg.model.path)
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
+    tokenizer = load_tokenizer(cfg)
     skipped = SkipCounter() if cfg.data.skip_bad else None
     examples = load_examples(cfg.data.train, tokenizer, cfg.data.max_seq_len, skipped)
     batch = cfg.run.global_batch_size
@@ -80,43 +74,39 @@ def train_sft(cfg: SFTConfig) -> None:
         raise ConfigError(cfg.data.train, "run.global_batch_size", f"{len(examples)} usable rows, fewer than {batch}")
     total = (len(examples) // batch) * cfg.data.epochs
     total = min(total, cfg.run.max_steps) if cfg.run.max_steps else total
-    session = TrainSession(cfg, total_steps=total, desc="sft")
-    world, model = session.world, session.model
-    if session.resumed_from is None and skipped is not None and world.is_main and skipped.skipped:
-        print(f"skipped {skipped.skipped} bad rows, e.g. {skipped.examples[0]}")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    model.train()
-    while not session.done:
-        t0 = time.perf_counter()
-        chosen = step_indices(session.step, len(examples), batch, cfg.run.seed)
-        mine = [examples[i] for i in chosen[world.rank::world.world_size]]
-        bins = pack(mine, cfg.data.max_seq_len, cfg.data.packing)
-        micro = [bins[i:i + cfg.run.micro_batch_size] for i in range(0, len(bins), cfg.run.micro_batch_size)]
-        n_micro = torch.tensor(len(micro))
-        dist.all_reduce(n_micro, op=dist.ReduceOp.MAX)  # every rank runs as many forward/backward passes
-        local_tokens = sum(ex.loss_tokens for ex in mine)
-        seq_tokens = sum(len(ex.input_ids) for ex in mine)
-        global_tokens, global_seq_tokens = session.global_sum(local_tokens, seq_tokens)
-        t1 = time.perf_counter()
-        nll_sum = 0.0
-        for i in range(int(n_micro)):
-            session.sync_gradients(i == int(n_micro) - 1)
-            rows = micro[i] if i < len(micro) else [[Example([pad], [0])]]  # idle rank: zero-weight pass
-            inputs = {k: (v.to(world.device) if v is not None else None) for k, v in
-                      batch_inputs(rows, pad, cfg.model.attn_implementation).items()}
-            logp = model(inputs["input_ids"], lambda h, w, b: lk.linear_token_logprobs(h, w, inputs["targets"], bias=b),
-                         attention_mask=inputs["attention_mask"], position_ids=inputs["position_ids"])
-            token_nll = -(logp * inputs["loss_mask"]).sum()
-            (token_nll * (world.world_size / global_tokens)).backward()
-            nll_sum += float(token_nll.detach())
-        t2 = time.perf_counter()
-        step_stats = session.optimizer_step()
-        t3 = time.perf_counter()
-        (loss_sum,) = session.global_sum(nll_sum)
-        session.logger.log(session.step, {
-            "loss": loss_sum / global_tokens, **step_stats, "loss_tokens": global_tokens,
-            "epoch": (session.step - 1) // (len(examples) // batch), "time_data": t1 - t0, "time_fwd_bwd": t2 - t1,
-            "time_optim": t3 - t2, "tokens_per_s": global_seq_tokens / (t3 - t0)})
-        session.maybe_save({"examples": len(examples)})
-    session.finish({"examples": len(examples)})
-    session.close()
+    with TrainSession(cfg, total_steps=total, desc="sft", tokenizer=tokenizer) as session:
+        world, model = session.world, session.model
+        if session.resumed_from is None and skipped is not None and world.is_main and skipped.skipped:
+            print(f"skipped {skipped.skipped} bad rows, e.g. {skipped.examples[0]}")
+        model.train()
+        while not session.done:
+            t0 = time.perf_counter()
+            chosen = step_indices(session.step, len(examples), batch, cfg.run.seed)
+            mine = [examples[i] for i in chosen[world.rank::world.world_size]]
+            bins = pack(mine, cfg.data.max_seq_len, cfg.data.packing)
+            micro = [bins[i:i + cfg.run.micro_batch_size] for i in range(0, len(bins), cfg.run.micro_batch_size)]
+            n_micro = session.passes(len(micro))
+            local_tokens = sum(ex.loss_tokens for ex in mine)
+            seq_tokens = sum(len(ex.input_ids) for ex in mine)
+            global_tokens, global_seq_tokens = session.global_sum(local_tokens, seq_tokens)
+            t1 = time.perf_counter()
+            nll_sum = 0.0
+            for i in range(n_micro):
+                session.sync_gradients(i == n_micro - 1)
+                inputs = session.batch(micro[i] if i < len(micro) else None)  # idle rank: zero-weight pass
+                logp = model(inputs["input_ids"],
+                             lambda h, w, b: lk.linear_token_logprobs(h, w, inputs["targets"], bias=b),
+                             attention_mask=inputs["attention_mask"], position_ids=inputs["position_ids"])
+                token_nll = -(logp * inputs["loss_mask"]).sum()
+                (token_nll * (world.world_size / global_tokens)).backward()
+                nll_sum += float(token_nll.detach())
+            t2 = time.perf_counter()
+            step_stats = session.optimizer_step()
+            t3 = time.perf_counter()
+            (loss_sum,) = session.global_sum(nll_sum)
+            session.logger.log(session.step, {
+                "loss": loss_sum / global_tokens, **step_stats, "loss_tokens": global_tokens,
+                "epoch": (session.step - 1) // (len(examples) // batch), "time_data": t1 - t0,
+                "time_fwd_bwd": t2 - t1, "time_optim": t3 - t2, "tokens_per_s": global_seq_tokens / (t3 - t0)})
+            session.maybe_save({"examples": len(examples)})
+        session.finish({"examples": len(examples)})

@@ -15,34 +15,65 @@ Workers are spawned lazily, reused across calls (importing sympy costs ~0.5 s), 
 one is killed. Requests and replies are one JSON line each over the worker's stdin/stdout, so nothing is
 unpickled from the worker. Each worker also exits by itself when its parent dies (an orphan watchdog), and
 runs under an address-space limit so a runaway big-number computation cannot take the machine's memory.
+
+A call that produces no answer is never an answer: a timeout raises ``TimedOut``, a worker that died or
+raised mid-call raises ``WorkerFailed`` (with the tail of its stderr, which is kept rather than discarded),
+and a worker that exits before it is ready to serve (a broken install, an import error) raises
+``CheckerUnavailable``, so a checker that cannot start at all fails loudly instead of answering "no" forever.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import select
 import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 # Address-space cap of a worker: sympy needs a few hundred MB; beyond this it is a runaway computation.
 _WORKER_MEMORY_BYTES = 4 * 2**30
 _ORPHAN_CHECK_SECONDS = 1.0
+# Lines of a worker's stderr kept for the error message when it dies.
+_STDERR_TAIL_LINES = 20
+# The first line a worker writes once its target is imported; anything else first is a broken worker.
+_READY = "ready"
+
+log = logging.getLogger(__name__)
 
 
 class BoundExceeded(Exception):
-    """The call did not finish within its time bound (its worker was killed), or its worker died."""
+    """The call produced no answer; ``kind`` says why ("timeout" or "worker_error"), for failure counts."""
+
+    kind = "worker_error"
+
+
+class TimedOut(BoundExceeded):
+    """The call did not finish within its time bound (its worker was killed)."""
+
+    kind = "timeout"
+
+
+class WorkerFailed(BoundExceeded):
+    """The worker died during the call, or the target raised (e.g. ``MemoryError`` under the address-space cap)."""
+
+
+class CheckerUnavailable(RuntimeError):
+    """A worker could not start or exited before it was ready: the computation cannot run here at all."""
 
 
 def serve(target: str) -> None:
     """Worker main loop: answer JSON-line requests ``[args...]`` with ``target(*args)`` until stdin closes.
 
     ``target`` is ``"module:function"``. The protocol uses a private copy of stdout, and stdout itself is
-    pointed at stderr, so a stray ``print`` in a library cannot corrupt a reply. Exceptions reply ``null``.
+    pointed at stderr, so a stray ``print`` in a library cannot corrupt a reply. The first line is the
+    ready mark (written once ``target`` is imported); each reply is ``{"result": ...}`` or, when the target
+    raised, ``{"error": "..."}``: a failed computation must not read as a negative answer.
     """
     import importlib
     import resource
@@ -62,13 +93,22 @@ def serve(target: str) -> None:
     os.dup2(2, 1)
     module, _, name = target.partition(":")
     function = getattr(importlib.import_module(module), name)
+    replies.write(json.dumps(_READY) + "\n")
+    replies.flush()
     for line in sys.stdin:
         try:
-            result = function(*json.loads(line))
-        except Exception:  # noqa: BLE001 - a failed comparison is an answer (null), not a dead worker
-            result = None
-        replies.write(json.dumps(result) + "\n")
+            reply = {"result": function(*json.loads(line))}
+        except Exception as error:  # noqa: BLE001 - reported to the caller, the worker stays usable
+            reply = {"error": f"{type(error).__name__}: {error}"[:500]}
+        replies.write(json.dumps(reply) + "\n")
         replies.flush()
+
+
+def _keep_tail(stream, tail: deque) -> None:
+    """Drain a worker's stderr into ``tail`` (its last lines), so the pipe never fills and blocks the worker."""
+    for line in stream:
+        tail.append(line.decode("utf-8", "replace").rstrip())
+    stream.close()
 
 
 class _Worker:
@@ -77,31 +117,66 @@ class _Worker:
     def __init__(self, target: str):
         package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", f"from libra.verify.bounded import serve; serve({target!r})"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", f"from libra.verify.bounded import serve; serve({target!r})"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
+        except OSError as error:
+            raise CheckerUnavailable(f"cannot start a worker for {target}: {error}") from error
+        self.target, self.ready, self.pending = target, False, b""
+        self.stderr_tail: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
+        threading.Thread(target=_keep_tail, args=(self.process.stderr, self.stderr_tail), daemon=True).start()
 
     def request(self, args: list[Any], deadline: float) -> Any:
-        """Send one request and wait for its reply until ``deadline`` (``time.monotonic``)."""
+        """Send one request and wait for its reply until ``deadline`` (``time.monotonic``).
+
+        The worker's ready mark is awaited first (within the same deadline), so a worker that dies while
+        starting is told apart from one that dies on this request.
+        """
         try:
             self.process.stdin.write((json.dumps(args) + "\n").encode("ascii"))
             self.process.stdin.flush()
         except (BrokenPipeError, OSError) as error:
-            raise BoundExceeded("worker died") from error
-        fd, reply = self.process.stdout.fileno(), b""
-        while not reply.endswith(b"\n"):
+            raise self._died() from error
+        if not self.ready:
+            if self._read_line(deadline) != _READY:
+                raise CheckerUnavailable(f"worker for {self.target} did not start properly{self._stderr_note()}")
+            self.ready = True
+        reply = self._read_line(deadline)
+        if "error" in reply:
+            raise WorkerFailed(f"worker for {self.target} raised {reply['error']}")
+        return reply["result"]
+
+    def _read_line(self, deadline: float) -> Any:
+        """The next JSON line from the worker, or ``TimedOut`` at ``deadline``."""
+        fd = self.process.stdout.fileno()
+        while b"\n" not in self.pending:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-                raise BoundExceeded("timed out")
+                raise TimedOut("timed out")
             chunk = os.read(fd, 65536)
             if not chunk:
-                raise BoundExceeded("worker died")
-            reply += chunk
-        return json.loads(reply)
+                raise self._died()
+            self.pending += chunk
+        line, self.pending = self.pending.split(b"\n", 1)
+        return json.loads(line)
+
+    def _died(self) -> Exception:
+        """The error for a worker whose pipes closed: it could not start at all, or it died on a request."""
+        self.process.wait()
+        note = f" (exit code {self.process.returncode}){self._stderr_note()}"
+        if not self.ready:
+            return CheckerUnavailable(f"worker for {self.target} exited before it was ready{note}")
+        log.warning("answer-check worker died%s", note)
+        return WorkerFailed(f"worker died{note}")
+
+    def _stderr_note(self) -> str:
+        time.sleep(0.05)  # let the drain thread read what the worker wrote just before it exited
+        return (":\n" + "\n".join(self.stderr_tail)) if self.stderr_tail else ""
 
     def kill(self) -> None:
         self.process.kill()
@@ -136,7 +211,8 @@ class BoundedPool:
         self._cond = threading.Condition()
 
     def call(self, args: list[Any], timeout: float) -> Any:
-        """``target(*args)`` in a worker, or ``BoundExceeded`` after ``timeout`` seconds."""
+        """``target(*args)`` in a worker; ``TimedOut`` after ``timeout`` seconds, ``WorkerFailed`` when the worker
+        died or the target raised, ``CheckerUnavailable`` when no worker can start."""
         deadline = time.monotonic() + timeout
         worker = self._acquire(deadline)
         try:
@@ -161,7 +237,7 @@ class BoundedPool:
             while not self._closed and not self._idle and self._live >= self.size:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise BoundExceeded("no free worker in time")
+                    raise TimedOut("no free worker in time")
                 self._cond.wait(remaining)
             if self._closed:
                 raise RuntimeError("pool is closed")
@@ -182,7 +258,7 @@ class BoundedPool:
             return
         try:
             successor = _Worker(self.target)
-        except OSError:
+        except CheckerUnavailable:
             self._forget_one()
             return
         self._release(successor)

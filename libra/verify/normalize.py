@@ -23,9 +23,20 @@ _REPLACEMENTS = (
     ("{,}", ","),  # LaTeX thousands separator 1{,}000
     ("^{\\circ}", ""), ("^\\circ", ""), ("\\circ", ""), ("\\degree", ""), ("°", ""),
     ("\\%", ""), ("%", ""), ("\\$", ""), ("$", ""),
-    ("π", "\\pi"), ("\\leq", "\\le"), ("\\geq", "\\ge"), ("\\varnothing", "\\emptyset"),
-    ("\\{", "{"), ("\\}", "}"),
+    ("π", "\\pi"), ("\\leqslant", "\\le"), ("\\geqslant", "\\ge"), ("\\leq", "\\le"), ("\\geq", "\\ge"),
+    ("≤", "\\le"), ("≥", "\\ge"), ("<=", "\\le "), (">=", "\\ge "), ("\\varnothing", "\\emptyset"),
+    ("\\{", "{"), ("\\}", "}"), ("\\(", ""), ("\\)", ""),  # inline-math delimiters left inside a box
+    ("\\equiv", "="), ("≡", "="),  # "x \equiv 3 \pmod{8}": the residue, once the modulus is dropped
 )
+# The modulus of a congruence: \pmod{8}, \pmod 8, (\mod 8), (mod 8).
+_MODULUS = re.compile(r"\\pmod\s*(?:\{[^{}]*\}|\d+)|\(\s*\\?mod\s+[^()]{1,20}\)")
+# LaTeX debris: a backslash straight before a number ("\5", "\ 12" after spacing is dropped), not the row
+# break "\\" of a matrix.
+_STRAY_BACKSLASH = re.compile(r"(?<!\\)\\(?=\d)")
+# An answer written as one number word ("five"): the words a model uses for small answers.
+_NUMBER_WORDS = {word: str(value) for value, word in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
 
 # x = 5, \theta = 3, a_1 = 2, "x \in [2, 5)": a single named variable on the left.
 _ASSIGNMENT = re.compile(r"^(?:[a-zA-Z](?:_\{?\w{1,3}\}?)?|\\[a-zA-Z]{1,10})\s*(?:=|\\in)\s*(?=\S)")
@@ -79,15 +90,18 @@ def normalize(answer: str) -> str:
     Handles ``\\text{}`` and font wrappers, ``\\left``/``\\right``, spacing commands, ``\\dfrac``/``\\tfrac``,
     degree signs, ordinal suffixes, percent and dollar signs, units written as words after a number, "x = 5" and
     "x \\in [a, b)" (a single named variable), thousands separators, ``\\frac12``, a trailing period,
-    multiple-choice letters "(A)" / "A." and redundant decimal zeros. Case is kept (``\\Delta`` is not
-    ``\\delta``); callers compare plain-word answers case-insensitively.
+    multiple-choice letters "(A)" / "A.", redundant decimal zeros, a stray backslash before a number, math
+    delimiters left inside the answer, ``<=``/``≤`` spelt ``\\le``, a congruence's modulus, and an answer that
+    is one number word. Case is kept (``\\Delta`` is not ``\\delta``); callers compare plain-word answers
+    case-insensitively.
     """
     if len(answer) > _MAX_NORMALIZE_CHARS:
         return answer.strip()
-    text = _unwrap(answer)
+    text = _MODULUS.sub("", _unwrap(answer))
     for old, new in _REPLACEMENTS:
         text = text.replace(old, new)
-    text = text.strip().rstrip(".").strip()
+    text = _STRAY_BACKSLASH.sub("", text.strip().rstrip(".").strip())
+    text = _NUMBER_WORDS.get(text.casefold(), text)
     choice = _CHOICE.match(text)
     if choice:
         return choice.group(1) or choice.group(2)

@@ -191,3 +191,38 @@ def test_vllm_judges_a_real_v2v_bench(tmp_path, capsys):
     assert "| Model | aime2024 | Average |" in (out / "report.md").read_text()
     assert main(argv) == 0  # resumed: every judgment is cached, so no engine starts
     assert _read(out)[0]["timings"]["generated_now"] == 0
+
+
+def test_a_model_retrained_in_the_same_folder_is_judged_again(tmp_path, bench, counting_engine, capsys):
+    """Generations are keyed by the weights, not the folder's path: new weights under the old path (a
+    retrained model, the same --out) must not reuse the old judgments."""
+    model = save_tiny(tmp_path / "judge", TinyConfig(max_position_embeddings=CONTEXT, seed=0))
+    template = tmp_path / "judge.txt"
+    template.write_text("Judge: {question}\n{response}\nAnswer [[score=N]].\n")
+    argv = _argv(model, bench, tmp_path / "run", "--template", str(template))
+    engine = counting_engine(model)
+    assert _run_with(engine, argv) == 0 and sum(engine.calls) == 6
+    assert _run_with(engine, argv) == 0 and engine.calls == []  # same weights: everything reused
+    assert "6 reused" in capsys.readouterr().out
+    save_tiny(model, TinyConfig(max_position_embeddings=CONTEXT, seed=1))  # retrained in place
+    assert _run_with(engine, argv) == 0 and sum(engine.calls) == 6
+    results, _ = _read(tmp_path / "run")
+    assert results["timings"]["generated_now"] == 6 and results["resolved"]["model_fingerprint"].startswith("sha256:")
+
+
+def test_presets_name_the_papers_settings_and_the_settings_that_ran_are_printed(judge, bench, tmp_path, capsys):
+    from libra.eval.options import sampling_from_args
+
+    def params(*extra):
+        return sampling_from_args(build_parser().parse_args(
+            ["eval", "libra-bench", "--model", str(judge), "--bench", str(bench), "--out", str(tmp_path), *extra]))
+
+    assert (params().temperature, params().max_tokens) == (0.0, 4096)  # the default: non-thinking
+    assert (params("--preset", "thinking").temperature, params("--preset", "thinking").max_tokens) == (0.6, 32768)
+    assert params("--preset", "thinking", "--max-tokens", "64").max_tokens == 64  # an explicit flag wins
+    out = tmp_path / "run"
+    assert main(_argv(judge, bench, out, "--preset", "thinking")) == 0  # _argv's --max-tokens 6 wins
+    printed = capsys.readouterr().out
+    assert "sampling: n=1, temperature 0.6 (preset thinking)" in printed and "max 6 new tokens (flag)" in printed
+    results, _ = _read(out)
+    assert results["resolved"]["sampling"]["temperature"] == 0.6 and results["settings"]["preset"] == "thinking"

@@ -14,7 +14,7 @@ from libra.mini.arith import SOURCE_MODELS, make_problems, respond, worked_solut
 from libra.mini.teacher import DEFAULT_SEED, ThinkingTeacher, direct_verdict, judge_text, skim_text
 from libra.models.tiny import train_tokenizer
 from libra.rollout.types import SamplingParams, prompt_token_ids
-from libra.train.rejection import select
+from libra.data.rejection import select
 from libra.verify import extract_answer, verify_answer
 
 _MINE = re.compile(r"\nsum (\d+)\nanswer (.+)\n")

@@ -85,6 +85,7 @@ def test_grpo_dynamic_sampling_survives_a_task_too_hard(warm):
          "run.tensorboard=false")
     steps = _metrics(out)
     assert len(steps) == 2 and all(s["kept_fraction"] == 0 and s["accuracy"] == 0 for s in steps)
+    assert all(s["uniform_groups"] == 1.0 for s in steps)  # every group's rewards agree: all dropped
 
 
 @pytest.mark.slow
@@ -98,7 +99,7 @@ def test_dpo_widens_the_margin(warm):
     margins = [s["margin"] for s in steps]
     assert margins[-1] > 0.1 and margins[-1] > margins[len(margins) // 2] > margins[1] > 0, margins
     assert steps[-1]["pair_accuracy"] >= 0.75
-    assert len(json.loads((out / "reference_logps.json").read_text())) == 128
+    assert len(json.loads((out / "reference_logps.json").read_text())["logps"]) == 128
 
 
 @pytest.mark.slow
@@ -117,5 +118,8 @@ def test_grpo_two_ranks_each_with_an_engine(warm):
     steps = _metrics(out)
     assert [s["step"] for s in steps] == [1, 2]
     assert all(s["logprob_mismatch"] < 1e-3 and 0 <= s["accuracy"] <= 1 for s in steps)
-    assert steps[1]["ppo_kl"] == pytest.approx(0.0, abs=1e-6)  # one update per rollout: on-policy ratio 1
+    # The reference model (k3 KL 1e-3 by default) is built like the policy on both ranks: before the first
+    # update the two are the same model, so the KL is 0 (a reference loaded or sharded differently is not).
+    # (The on-policy ppo_kl is 0 by construction; tests/train/test_grpo_inprocess.py checks that shortcut.)
+    assert steps[0]["kl"] == pytest.approx(0.0, abs=1e-6)
     assert (out / "final" / "model.safetensors").is_file()

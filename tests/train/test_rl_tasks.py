@@ -80,3 +80,20 @@ def test_response_values_sit_on_the_positions_that_predict_them():
     assert values[1].tolist() == pytest.approx([-0.3, -0.4, -0.5, 0, 0])
     assert x["targets"][0, 2:4].tolist() == [8, 9] and x["targets"][1, :3].tolist() == [8, 9, 10]
     assert torch.equal(values != 0, x["loss_mask"] > 0)
+
+
+def test_verification_rows_render_with_their_reference_answer(tmp_path):
+    """data.task=verification: the verification template (paper Fig. 7) shows the gold answer, so a row
+    needs ``reference``; without it the row is a located error, with it the prompt holds it."""
+    path = _write(tmp_path / "rl.jsonl", [
+        {"question": "1+1?", "response": "\\boxed{2}", "label": True, "reference": "2"},
+        {"question": "2+2?", "response": "\\boxed{5}", "label": False, "reference": 4},
+    ])
+    right, wrong = load_rl_items(path, "verification", "pointwise")
+    assert right.task == "verification" and "[[Correct]]" in right.prompt[0]["content"]
+    assert "\\boxed{5}" in wrong.prompt[0]["content"] and "4" in wrong.prompt[0]["content"]
+    assert score(right, "<think>fine</think>[[Correct]]", 5, l_exp=16, l_max=32).reward == 1.0
+    assert score(right, "<think>[[Correct]]</think>so yes", 5, l_exp=16, l_max=32).reward == 0.0  # strict
+    missing = _write(tmp_path / "bad.jsonl", [{"question": "q", "response": "r", "label": True}])
+    with pytest.raises(DataError, match=r"bad.jsonl:1: reference"):
+        load_rl_items(missing, "verification", "pointwise")

@@ -112,6 +112,11 @@ MB = 1_000_000
         "<think>" * (MB // 7),
         "</think>" * (MB // 8),
         "\\boxed " * (MB // 7),
+        ". $1$" * (MB // 5),  # the closing-statement fallback: many formulas and sentence ends
+        "$1$ and " * (MB // 8),
+        "\\boxed{1} and " * (MB // 14),
+        "1 + " * (MB // 4) + "1.",
+        "(" * MB + "1.",
     ],
     ids=lambda text: f"{text[:12]!r}x{len(text)}",
 )

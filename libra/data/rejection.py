@@ -1,8 +1,9 @@
 """Rejection sampling (paper section 4.2): sample k judgments per judging prompt from a teacher and keep
 those whose parsed verdict agrees with the label; the kept judgments become SFT chat rows.
 
-Generation is resumable (``<out stem>.generations.jsonl``, keyed like ``libra eval``), so a long
-teacher run survives crashes; the selection itself is cheap and redone each time.
+``rejection_sample`` is the library function; ``libra train rejection-sample`` wraps it. Generation is
+resumable (``<out stem>.generations.jsonl``, keyed like ``libra eval``: by the teacher's weights, not its
+path), so a long teacher run survives crashes; the selection itself is cheap and redone each time.
 """
 
 from __future__ import annotations
@@ -10,21 +11,24 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Callable, Sequence
 
 from libra.data.bench import load_bench
 from libra.data.jsonl import DataError, SkipCounter, write_json, write_jsonl
-from libra.eval.generations import GenerationStore, generate_resumable
-from libra.eval.lazy_engine import LazyEngine
-from libra.eval.libra_bench import PARSERS, build_requests, check_template, default_verdict, score_records
+from libra.eval.generations import GenerationStore, run_generation
+from libra.eval.libra_bench import build_requests, check_template, score_records
 from libra.eval.options import (
     add_engine_arguments,
     add_sampling_arguments,
     check_prompt_lengths,
+    describe_sampling,
     engine_from_args,
     sampling_from_args,
 )
-from libra.judge import DEFAULT_THRESHOLD
+from libra.judge import DEFAULT_THRESHOLD, POINTWISE_KINDS, kind_of_template, template_fields
+from libra.models.checks import check_model_dir, weights_fingerprint
 from libra.report.tables import print_results_table
+from libra.rollout.types import Engine, SamplingParams
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_sampling_arguments(p, n=8, temperature=0.6, max_tokens=16384)
     p.add_argument("--bench", required=True, help="labelled judging rows (e.g. from `libra data v2v`)")
     p.add_argument("--template", default="pointwise", help="judge prompt: built-in name or template file")
-    p.add_argument("--verdict", choices=tuple(PARSERS), default=None, help="default: the template's own kind")
+    p.add_argument("--verdict", choices=POINTWISE_KINDS, default=None, help="default: the template's own kind")
     p.add_argument("--threshold", type=int, default=DEFAULT_THRESHOLD)
     p.add_argument("--keep", type=int, default=1, help="at most this many agreeing judgments per row (default 1)")
     p.add_argument("--keep-truncated", action="store_true",
@@ -73,34 +77,61 @@ def select(rows: list[dict], per_row: list[list[dict]], records: list[dict], pro
     return out, stats
 
 
+def rejection_sample(rows: Sequence[dict], *, out: str | Path, sampling: SamplingParams, model: str,
+                     engine: Engine | None = None, engine_factory: Callable[[], Engine] | None = None,
+                     template: str = "pointwise", fingerprint: str | None = None, verdict: str | None = None,
+                     threshold: int = DEFAULT_THRESHOLD, keep: int = 1, keep_truncated: bool = False,
+                     chunk: int = 64, progress: bool = True) -> tuple[list[dict], dict]:
+    """SFT rows from the teacher judgments of ``rows`` that agree with their labels, and the acceptance
+    statistics; writes ``out`` (.jsonl), ``<stem>.stats.json`` and ``<stem>.generations.jsonl`` (resumable).
+
+    The teacher is ``engine`` (not closed) or one ``engine_factory`` starts when a judgment is missing;
+    ``fingerprint`` keys the reuse of judgments (default: the content hash of ``model``'s weights)."""
+    out = Path(out)
+    fields = check_template(template, rows)
+    kind = verdict or kind_of_template(template)
+    requests = build_requests(rows, template, fields)
+    stem = out.with_suffix("")
+    fingerprint = fingerprint or weights_fingerprint(model)
+    gen = run_generation(requests, sampling, GenerationStore(f"{stem}.generations.jsonl"), template=template,
+                         model_id=fingerprint, engine=engine, engine_factory=engine_factory, chunk=chunk,
+                         progress=progress)
+    per_row = score_records(rows, gen.records, kind, threshold)
+    prompts = [r.prompt[0]["content"] for r in requests]
+    sft_rows, stats = select(list(rows), per_row, gen.records, prompts, keep, not keep_truncated)
+    write_jsonl(out, sft_rows)
+    stats = {**stats, "generated_now": gen.generated, "reused": gen.reused}
+    write_json(f"{stem}.stats.json", {"teacher": model, "teacher_fingerprint": fingerprint, "template": template,
+                                      "sampling": sampling.to_dict(), **stats})
+    return sft_rows, stats
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        fields = check_template(args.template)
+        template_fields(args.template)  # unknown or malformed: before anything is loaded
     except ValueError as err:
         print(f"error: --template: {err}", file=sys.stderr)
         return 2
-    from libra.models.checks import check_model_dir
-
     check_model_dir(args.model)
-    kind = args.verdict or default_verdict(args.template)
     rows = load_bench(args.bench, skip_bad=SkipCounter() if args.skip_bad else None)[:args.limit]
     if not rows:
         raise DataError(args.bench, None, None, "no labelled rows")
-    requests = build_requests(rows, args.template, fields)
-    check_prompt_lengths(args, requests, args.bench)
-    stem = args.out.with_suffix("")
-    store = GenerationStore(f"{stem}.generations.jsonl")
-    engine = LazyEngine(lambda: engine_from_args(args))
     try:
-        records = generate_resumable(engine, requests, sampling_from_args(args), store, template=args.template,
-                                     model=args.model, chunk=args.chunk, progress=not args.no_progress)
-    finally:
-        engine.close()
-    per_row = score_records(rows, records, kind, args.threshold)
-    prompts = [r.prompt[0]["content"] for r in requests]
-    sft_rows, stats = select(rows, per_row, records, prompts, args.keep, not args.keep_truncated)
-    write_jsonl(args.out, sft_rows)
-    write_json(f"{stem}.stats.json", {"teacher": args.model, "template": args.template, **stats})
+        fields = check_template(args.template, rows)
+    except ValueError as err:
+        print(f"error: --template: {err}", file=sys.stderr)
+        return 2
+    check_prompt_lengths(args, build_requests(rows, args.template, fields), args.bench)
+    params = sampling_from_args(args)
+    print(describe_sampling(params, args.sampling_source), flush=True)
+    try:
+        _, stats = rejection_sample(rows, out=args.out, sampling=params, model=args.model,
+                                    engine_factory=lambda: engine_from_args(args), template=args.template,
+                                    verdict=args.verdict, threshold=args.threshold, keep=args.keep,
+                                    keep_truncated=args.keep_truncated, chunk=args.chunk,
+                                    progress=not args.no_progress)
+    except KeyboardInterrupt:
+        return 130
     print_results_table("Rejection sampling", ["", "value"], [[k, v if isinstance(v, int) else f"{v:.3f}"]
                                                                for k, v in stats.items()])
     print(f"SFT rows: {args.out}")

@@ -5,7 +5,7 @@ import pytest
 
 from libra.cli import main
 from libra.models.tiny import save_tiny
-from libra.train.rejection import select
+from libra.data.rejection import select
 
 
 def test_select_keeps_agreeing_complete_judgments():
