@@ -135,6 +135,20 @@ def bootstrap_ci(
     return float(low), float(high)
 
 
+def paired_difference_ci(a: Mapping[str, float], b: Mapping[str, float], n: int = 2000, seed: int = 0,
+                         alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile bootstrap interval of mean(a) - mean(b) over the same keys (judgments, problems),
+    resampled together: the interval reflects how the two systems differ on these items, not only how
+    many items there are. Bools count as 0/1."""
+    if set(a) != set(b) or not a:
+        raise ValueError(f"need the same non-empty keys on both sides, got {len(a)} and {len(b)} keys")
+    keys = sorted(a)
+    diff = np.array([float(a[k]) - float(b[k]) for k in keys])
+    means = diff[np.random.default_rng(seed).integers(0, len(diff), size=(n, len(diff)))].mean(axis=1)
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
 def accuracy_at_thresholds(
     scores: Sequence[int | None], labels: Sequence[bool], thresholds: Iterable[int] = (1, 2, 3, 4)
 ) -> dict[int, float]:

@@ -230,21 +230,11 @@ def comparison_instruction(x: str, y: str, width: int, rng: random.Random) -> di
     return {"prompt": prompt, "response": "<think>\n" + "\n".join(lines) + f"\n</think>\n{yes if same else no}"}
 
 
-def extraction_instruction(question: str, solution: str, answer: str) -> dict:
-    """"What is the response's final answer?", laid out like a judging prompt (a question, then a response),
-    answered in brackets: reading, not judging; no correctness is asked or given."""
-    prompt = (f"Copy the final answer of the response.\nQuestion: {question}\nResponse:\n{solution}\n"
-              f"Answer: [[N]] with N the response's final answer.")
-    return {"prompt": prompt, "response": f"[[{answer}]]"}
-
-
-def thinking_instruction(problem: ArithProblem) -> dict:
-    """The reasoning task asked to think first and answer in brackets: the base learns what "think inside
-    <think> </think>" asks for, as a pretrained model knows it."""
-    lines, total = written_steps(problem.a, problem.b)
-    prompt = (f"Question: {problem.question}\nFirst think inside <think> </think>: work out the sum yourself.\n"
-              f"Answer: [[N]] with N the sum.")
-    return {"prompt": prompt, "response": "<think>\n" + "\n".join(lines) + f"\n</think>\n[[{total}]]"}
+def extraction_instruction(solution: str, answer: str) -> dict:
+    """"What is this solution's final answer?": a prompt that holds a whole solution, as judging prompts do,
+    answered in brackets. Reading, not judging: no correctness is asked or given."""
+    return {"prompt": f"Read the solution and copy its final answer.\nSolution:\n{solution}\nAnswer in the form [[N]].",
+            "response": f"[[{answer}]]"}
 
 
 def near_miss(answer: str, rng: random.Random) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 
 from libra.data.jsonl import write_json, write_jsonl
 from libra.data.pairs import build_pairs, judged_rows
+from libra.eval.metrics import paired_difference_ci
 from libra.rollout.types import SamplingParams
 
 GOLD = "gold"
@@ -62,15 +63,6 @@ def pass_at_1(rows: list[dict]) -> dict[str, float]:
     for r in rows:
         by_problem.setdefault(r["problem_id"], []).append(r["label"])
     return {pid: float(np.mean(v)) for pid, v in sorted(by_problem.items())}
-
-
-def paired_interval(a: dict[str, float], b: dict[str, float], n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% bootstrap interval of mean(a) - mean(b) over the same problems, resampled together."""
-    keys = sorted(a)
-    diff = np.array([a[k] - b[k] for k in keys])
-    means = diff[np.random.default_rng(seed).integers(0, len(diff), size=(n, len(diff)))].mean(axis=1)
-    low, high = np.quantile(means, [0.025, 0.975])
-    return float(low), float(high)
 
 
 def _pairs_for(name: str, samples: Path, predictions: Path | None, folder: Path) -> Path:
@@ -132,7 +124,7 @@ def downstream(cfg, judges: dict[str, Path], policy: Path, data: Path, folder: P
     for name, info in labelled.items():
         entry = {k: v for k, v in info.items() if k != "pairs_file"}
         if name in scores:
-            low, high = paired_interval(scores[name], scores[UNTRAINED])
+            low, high = paired_difference_ci(scores[name], scores[UNTRAINED])
             entry.update(pass_at_1=float(np.mean(list(scores[name].values()))), vs_untrained_ci95=[low, high])
         results["judges"][name] = entry
     results["untrained_pass_at_1"] = float(np.mean(list(scores[UNTRAINED].values())))

@@ -43,7 +43,6 @@ from libra.mini.arith import (
     make_problems,
     near_miss,
     respond,
-    thinking_instruction,
     worked_solution,
 )
 from libra.mini.stages import Stages
@@ -68,19 +67,18 @@ class MiniConfig:
     responses_per_model: int = 2
     digits: tuple[int, ...] = (2,)  # one operand length: columns sit at fixed offsets, which a tiny model finds
     hidden_size: int = 128
-    layers: int = 3
+    layers: int = 2
     heads: int = 2
-    kv_heads: int = 2
-    base_epochs: int = 4
-    reasoning_problems: int = 2000  # worked solutions in the base's data (the rest of the train problems: judging)
-    skill_rows: int = 1200  # non-judging instructions in the base's data: comparisons, and half as many
-    # answer extractions and think-first solutions
+    kv_heads: int = 1
+    base_epochs: int = 6
+    reasoning_problems: int = 3000  # worked solutions in the base's data
+    skill_rows: int = 2000  # non-judging comparison instructions in the base's data, and half as many extractions
     judge_rows: int = 1200  # judging rows per SFT variant (mixed with non-judging rows)
     reasoning_rows: int = 300
-    judge_epochs: int = 5
+    judge_epochs: int = 6
     judge_lr: float = 3e-3
     teacher_error_rate: float = 0.2
-    teacher_skim_rate: float = 0.4  # judgments that trust the response unchecked (see teacher.skim_text)
+    teacher_skim_rate: float = 0.5  # judgments that trust the response unchecked (see teacher.skim_text)
     teacher_samples: int = 2
     grpo_steps: int = 20
     grpo_lr: float = 1e-4  # SFT+RL
@@ -89,14 +87,14 @@ class MiniConfig:
     grpo_n: int = 8
     grpo_temperature: float = 1.0
     grpo_reasoning_share: float = 0.2  # share of reasoning problems in the RL data (the rest: judging rows)
-    grpo_eval_every: int = 4  # rollout steps between held-out evaluations during RL (Fig. 3a)
+    grpo_eval_every: int = 5  # rollout steps between held-out evaluations during RL (Fig. 3a)
     max_judgment_tokens: int = 192  # the teacher's judgments are ~90 tokens
     length_penalty_from: int = 128  # L_exp: as in the paper, only judgments far beyond the usual length pay
-    policy_epochs: int = 2  # the downstream policy: a weak reasoner, with room to improve
+    policy_epochs: int = 3  # the downstream policy: a weak reasoner, with room to improve
     policy_temperature: float = 0.7  # sampling temperature of the policy's solutions (labelled and tested)
     policy_samples: int = 4  # samples per problem, for the judges to label and for pass@1
     dpo_epochs: int = 2
-    dpo_lr: float = 2e-4
+    dpo_lr: float = 1e-5
     engine: str = "vllm"
 
     @classmethod
@@ -115,11 +113,6 @@ class MiniConfig:
         return {n: getattr(self, n) for n in names}
 
 
-import inspect as _inspect  # TEMP until the trainer refactor lands
-from libra.train import grpo as _grpo_mod
-_LEND = "engine_factory" in _inspect.signature(_grpo_mod.train_grpo).parameters
-
-
 def _train(kind: str, *overrides: str, engine_factory=None) -> None:
     """A trainer run in this process through the entry point of ``libra train KIND key=value ...``
     (``libra.train.commands.train``): the same config checks and trainer, without the ~6 s start-up of a
@@ -127,7 +120,11 @@ def _train(kind: str, *overrides: str, engine_factory=None) -> None:
     from libra.train.commands import train
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    train(kind, list(overrides), **({"engine_factory": engine_factory} if engine_factory else {}))
+    hook = sys.excepthook  # each process group wraps it with a "[rank0]:" prefix: one wrap per stage otherwise
+    try:
+        train(kind, list(overrides), **({"engine_factory": engine_factory} if engine_factory else {}))
+    finally:
+        sys.excepthook = hook
 
 
 def _read(path: Path) -> list[dict]:
@@ -167,8 +164,7 @@ def build_data(cfg: MiniConfig, folder: Path) -> None:
         skills.append(comparison_instruction(p.answer, shown, answer_width(p.a, p.b), rng))
     for p in rng.sample(train, min(cfg.skill_rows // 2, len(train))):
         solution = respond(rng.choice(SOURCE_MODELS), p, rng)
-        skills.append(extraction_instruction(p.question, solution, extract_answer(solution)))
-    skills += [thinking_instruction(p) for p in rng.sample(train, min(cfg.skill_rows // 2, len(train)))]
+        skills.append(extraction_instruction(solution, extract_answer(solution)))
     rng.shuffle(skills)
     write_jsonl(folder / "skills.jsonl", skills)
     for name, subset in (("downstream-dpo", dpo), ("downstream-test", test), ("rl-reasoning", train)):
@@ -208,26 +204,21 @@ def build_judging_data(cfg: MiniConfig, data: Path, model: Path, folder: Path) -
     set, judging rows mixed with reasoning problems (paper section 4.3)."""
     from transformers import AutoTokenizer
 
-    from libra.eval.generations import GenerationStore, Request, generate_resumable
-    from libra.eval.libra_bench import score_records
+    from libra.data.rejection import rejection_sample
     from libra.rollout.types import SamplingParams
-    from libra.data.rejection import select
 
     rng = random.Random(cfg.seed)
     rows = _read(data / "train.jsonl")
     sft_rows = rng.sample(rows, min(cfg.judge_rows, len(rows)))
     keep = _read(data / "reasoning.jsonl")[:cfg.reasoning_rows] + _read(data / "skills.jsonl")[:cfg.reasoning_rows]
-    prompts = [_judge_prompt(r) for r in sft_rows]
-    write_jsonl(folder / "direct.jsonl", [{"prompt": p, "response": direct_verdict(r["label"])}
-                                          for p, r in zip(prompts, sft_rows)] + keep)
+    write_jsonl(folder / "direct.jsonl", [{"prompt": _judge_prompt(r), "response": direct_verdict(r["label"])}
+                                          for r in sft_rows] + keep)
     teacher = ThinkingTeacher(AutoTokenizer.from_pretrained(model), error_rate=cfg.teacher_error_rate,
                               skim_rate=cfg.teacher_skim_rate)
     params = SamplingParams(n=cfg.teacher_samples, temperature=1.0, max_tokens=cfg.max_judgment_tokens, seed=cfg.seed)
-    requests = [Request(r["id"], [{"role": "user", "content": p}]) for r, p in zip(sft_rows, prompts)]
-    records = generate_resumable(teacher, requests, params, GenerationStore(folder / "teacher.generations.jsonl"),
-                                 template="pointwise_mini", model="thinking-teacher", progress=False)
-    kept, stats = select(sft_rows, score_records(sft_rows, records, "pointwise", 2), records, prompts, keep=1,
-                         drop_truncated=True)
+    kept, stats = rejection_sample(sft_rows, out=folder / "rejection.jsonl", sampling=params, model="thinking-teacher",
+                                   engine=teacher, template=MINI_TEMPLATE, keep=1, progress=False,
+                                   fingerprint=f"thinking-teacher:{cfg.teacher_error_rate}:{cfg.teacher_skim_rate}")
     write_jsonl(folder / "thinking.jsonl", kept + keep)
     write_json(folder / "rejection_stats.json", stats)
     judging = [{**r, "task": "pointwise"} for r in rows]
@@ -255,7 +246,7 @@ def _grpo(cfg: MiniConfig, model: Path, rows: Path, bench: Path, template: str, 
          "data.epochs=100", f"run.seed={cfg.seed}", f"run.out={out}", "run.tensorboard=false",
          *([f"eval.bench={bench}", f"eval.template={template}", f"eval.every={cfg.grpo_eval_every}",
             f"eval.max_tokens={cfg.max_judgment_tokens}"] if cfg.grpo_eval_every else []),
-           engine_factory=engines.lend(model) if _LEND else None)
+           engine_factory=engines.lend(model))
 
 
 class SharedEngine:
@@ -309,18 +300,19 @@ class _Lent:
         """The pipeline's engine outlives the trainer: closing is the owner's job."""
 
 
-def judge_bench(engine, model: Path, bench: Path, template: str, max_tokens: int, out: Path) -> dict:
-    """``libra eval libra-bench`` on ``engine`` (already holding ``model``'s weights): greedy judgments of
-    every bench row, predictions.jsonl and results.json in ``out``; returns the metrics."""
-    from libra.cli import build_parser
-    from libra.eval import libra_bench
+def judge_bench(engine, model: Path, bench: Path, template: str, max_tokens: int, out: Path,
+                fingerprint: str | None = None, seed: int = 0) -> dict:
+    """Libra Bench (``libra.eval.libra_bench.evaluate``) on ``engine``, which already holds ``model``'s weights:
+    one greedy judgment per row, predictions.jsonl and results.json in ``out``; returns the metrics."""
+    from libra.data.bench import load_bench
+    from libra.eval.libra_bench import evaluate
+    from libra.rollout.types import SamplingParams
 
-    args = build_parser().parse_args([
-        "eval", "libra-bench", "--model", str(model), "--bench", str(bench), "--template", template,
-        "--max-tokens", str(max_tokens), "--out", str(out), "--no-progress"])
-    if libra_bench.run(args, engine=engine) != 0:
-        raise RuntimeError(f"evaluation of {model} on {bench} failed")
-    return json.loads((out / "results.json").read_text())["metrics"]
+    greedy = SamplingParams(n=1, temperature=0.0, max_tokens=max_tokens, seed=seed)  # as the RL runs' own evals
+    results = evaluate(load_bench(str(bench)), out=out, sampling=greedy, model=str(model),
+                       engine=engine, template=template, fingerprint=fingerprint, progress=False, plots=False,
+                       quiet=True, bench=str(bench))
+    return results["metrics"]
 
 
 def evaluate(cfg: MiniConfig, models: dict[str, Path], bench: Path, folder: Path, engines: SharedEngine) -> None:
@@ -333,7 +325,8 @@ def evaluate(cfg: MiniConfig, models: dict[str, Path], bench: Path, folder: Path
                     folder / name)
     teacher = ThinkingTeacher(AutoTokenizer.from_pretrained(models["base"]), error_rate=cfg.teacher_error_rate,
                               skim_rate=cfg.teacher_skim_rate)
-    judge_bench(teacher, models["base"], bench, MINI_TEMPLATE, cfg.max_judgment_tokens, folder / TEACHER)
+    judge_bench(teacher, models["base"], bench, MINI_TEMPLATE, cfg.max_judgment_tokens, folder / TEACHER,
+                fingerprint=f"thinking-teacher:{cfg.teacher_error_rate}:{cfg.teacher_skim_rate}")
 
 
 def run(out: Path, cfg: MiniConfig) -> dict:

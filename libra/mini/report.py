@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from libra.data.jsonl import write_json
+from libra.eval.metrics import paired_difference_ci
 from libra.report.curves import correlation_scatter, training_curves
 from libra.report.markdown import markdown_table, percent
 from libra.report.plots import accuracy_bars
@@ -39,17 +40,6 @@ def _right(out: Path, variant: str) -> dict[str, bool]:
     """Per judgment id, whether the variant judged it right (an invalid verdict is wrong)."""
     rows = _jsonl(out / "eval" / variant / "predictions.jsonl")
     return {f"{r['id']}#{r['sample']}": r["pred"] is not None and r["pred"] == r["label"] for r in rows}
-
-
-def paired_difference(a: dict[str, bool], b: dict[str, bool], n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% bootstrap interval of accuracy(a) - accuracy(b) over the same judgments, resampled together
-    (paired), so the interval reflects how the two judges differ on this bench, not bench size alone."""
-    keys = sorted(a)
-    diff = np.array([float(a[k]) - float(b[k]) for k in keys])
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(n, len(diff)))].mean(axis=1)
-    low, high = np.quantile(means, [0.025, 0.975])
-    return float(low), float(high)
 
 
 def spearman(x: list[float], y: list[float]) -> float | None:
@@ -99,8 +89,9 @@ def collect(out: Path) -> dict:
         m = json.loads((out / "eval" / name / "results.json").read_text())["metrics"]
         variants[name] = {k: m[k] for k in ("n", "accuracy", "average", "macro_f1", "invalid_rate", "confusion",
                                             "mean_judgment_tokens")}
-    curves = {name: [{k: r[k] for k in ("step", *CURVE_KEYS) if k in r}
-                     for r in _jsonl(out / name / "run" / "metrics.jsonl")] for name in ("rl-zero", "sft-rl")}
+    curves = {name: [{k: r[k] for k in ("step", *CURVE_KEYS) if k in r}  # rollout steps (not the step-0 eval)
+                     for r in _jsonl(out / name / "run" / "metrics.jsonl") if "reward" in r]
+              for name in ("rl-zero", "sft-rl")}
     downstream = json.loads((out / "downstream" / "downstream.json").read_text())
     judged = {n: j for n, j in downstream["judges"].items() if n in variants and "pass_at_1" in j}
     downstream["spearman_bench_accuracy_vs_pass_at_1"] = spearman(
@@ -120,7 +111,7 @@ def collect(out: Path) -> dict:
 
 def _claim(out: Path, variants: dict, better: str, worse: str, text: str, target: float) -> dict:
     difference = variants[better]["accuracy"] - variants[worse]["accuracy"]
-    low, high = paired_difference(_right(out, better), _right(out, worse))
+    low, high = paired_difference_ci(_right(out, better), _right(out, worse))
     return {"better": better, "worse": worse, "claim": text, "difference": difference, "ci95": [low, high],
             "target_points": target, "holds": _verdict(difference, low, target)}
 

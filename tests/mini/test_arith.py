@@ -15,6 +15,7 @@ from libra.mini.arith import (
     carry_columns,
     compare_lines,
     comparison_instruction,
+    extraction_instruction,
     make_problems,
     near_miss,
     parse_question,
@@ -176,3 +177,12 @@ def test_near_misses_are_close_and_never_equal():
         for _ in range(200):
             miss = near_miss(answer, rng)
             assert miss.isdigit() and int(miss) != int(answer) and abs(len(miss) - len(answer)) <= 1
+
+
+def test_extraction_instruction_reads_without_judging():
+    rng = random.Random(1)
+    p = make_problems(1, digits=(2,), seed=4)[0]
+    solution = respond(SOURCE_MODELS[2], p, rng)
+    row = extraction_instruction(solution, extract_answer(solution))
+    assert solution in row["prompt"] and row["response"] == f"[[{extract_answer(solution)}]]"
+    assert "correct" not in row["prompt"].lower() and "Compute" not in row["prompt"]  # no question, no verdict asked

@@ -5,18 +5,19 @@ import itertools
 import numpy as np
 import pytest
 
-from libra.mini.downstream import pass_at_1, paired_interval
-from libra.mini.report import _verdict, paired_difference, spearman
+from libra.eval.metrics import paired_difference_ci
+from libra.mini.downstream import pass_at_1
+from libra.mini.report import _verdict, spearman
 
 
 def test_paired_difference_interval():
     same = {str(i): i % 3 == 0 for i in range(200)}
-    assert paired_difference(same, same) == (0.0, 0.0)
+    assert paired_difference_ci(same, same) == (0.0, 0.0)
     better = {k: True for k in same}
-    low, high = paired_difference(better, same)
+    low, high = paired_difference_ci(better, same)
     assert 0 < low < 2 / 3 < high < 1
     slightly = dict(same, **{"1": True})  # one judgment out of 200: no evidence either way
-    low, high = paired_difference(slightly, same)
+    low, high = paired_difference_ci(slightly, same)
     assert low <= 0 < high
     assert _verdict(0.005, low, 0.0) == "yes, within noise" and _verdict(0.3, 0.2, 0.0) == "yes"
     assert _verdict(-0.1, -0.2, 0.0) == "no" and _verdict(0.03, 0.01, 5.0) == "yes, below the 5-point target"
@@ -43,13 +44,15 @@ def test_spearman_matches_the_textbook_formula():
     assert spearman([5, 5, 9], [1, 2, 3]) == pytest.approx(np.corrcoef([1.5, 1.5, 3], [1, 2, 3])[0, 1])
 
 
-def test_pass_at_1_and_its_paired_interval():
+def test_pass_at_1_and_its_paired_difference_ci():
     rows = [{"problem_id": p, "label": ok} for p, ok in itertools.product("ab", (True, False))]
     rows += [{"problem_id": "c", "label": True}] * 2
     assert pass_at_1(rows) == {"a": 0.5, "b": 0.5, "c": 1.0}
     base = {str(i): 0.25 for i in range(100)}
     better = {k: 0.75 for k in base}
-    assert paired_interval(better, base) == pytest.approx((0.5, 0.5))
+    assert paired_difference_ci(better, base) == pytest.approx((0.5, 0.5))
     noisy = {k: (1.0 if int(k) % 2 else 0.0) for k in base}
-    low, high = paired_interval(noisy, base)
+    low, high = paired_difference_ci(noisy, base)
     assert low < 0.25 < high
+    with pytest.raises(ValueError, match="same non-empty keys"):
+        paired_difference_ci({"a": 1.0}, {"b": 1.0})
