@@ -17,14 +17,7 @@ from libra.data.bench import load_bench
 from libra.data.jsonl import DataError, SkipCounter, write_json, write_jsonl
 from libra.eval.generations import GenerationStore, run_generation
 from libra.eval.libra_bench import build_requests, check_template, score_records
-from libra.eval.options import (
-    add_engine_arguments,
-    add_sampling_arguments,
-    check_prompt_lengths,
-    describe_sampling,
-    engine_from_args,
-    sampling_from_args,
-)
+from libra.eval.options import add_engine_arguments, add_sampling_arguments, engine_from_args, prepare_sampling
 from libra.judge import DEFAULT_THRESHOLD, POINTWISE_KINDS, kind_of_template, template_fields
 from libra.models.checks import check_model_dir, weights_fingerprint
 from libra.report.tables import print_results_table
@@ -121,9 +114,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: --template: {err}", file=sys.stderr)
         return 2
-    check_prompt_lengths(args, build_requests(rows, args.template, fields), args.bench)
-    params = sampling_from_args(args)
-    print(describe_sampling(params, args.sampling_source), flush=True)
+    params = prepare_sampling(args, build_requests(rows, args.template, fields), args.bench)
     try:
         _, stats = rejection_sample(rows, out=args.out, sampling=params, model=args.model,
                                     engine_factory=lambda: engine_from_args(args), template=args.template,

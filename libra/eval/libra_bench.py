@@ -26,7 +26,6 @@ file never reuses a stale judgment.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -38,16 +37,7 @@ from libra.data.bench import HUB_ID, load_bench
 from libra.data.jsonl import DataError, SkipCounter, write_jsonl
 from libra.eval.generations import GenerationStore, Request, run_generation
 from libra.eval.metrics import bootstrap_ci, subset_report
-from libra.eval.options import (
-    add_engine_arguments,
-    add_output_arguments,
-    add_sampling_arguments,
-    add_verdict_mode_argument,
-    check_prompt_lengths,
-    describe_sampling,
-    engine_from_args,
-    sampling_from_args,
-)
+from libra.eval.options import add_eval_arguments, add_verdict_mode_argument, engine_from_args, prepare_sampling
 from libra.eval.rundir import ResultsTable, content_key, publish, settings, usage_error
 from libra.judge import (
     DEFAULT_THRESHOLD,
@@ -75,9 +65,7 @@ def register(evals: argparse._SubParsersAction) -> None:
         description="Judge every bench response with a generative judge, parse its verdicts and score them "
                     "against the labels. Writes generations.jsonl (resumable), predictions.jsonl, results.json, "
                     "report.md and PNG plots to --out.")
-    add_engine_arguments(p)
-    add_sampling_arguments(p)
-    add_output_arguments(p)
+    add_eval_arguments(p)
     g = p.add_argument_group("benchmark")
     g.add_argument("--bench", default=HUB_ID,
                    help=f"bench file (.jsonl/.json/.parquet, e.g. from `libra data v2v`) or hub id (default {HUB_ID})")
@@ -118,9 +106,7 @@ def run(args: argparse.Namespace, *, engine=None) -> int:
         fields = check_template(args.template, rows)
     except ValueError as err:
         return usage_error("libra-bench", f"--template: {err}")
-    check_prompt_lengths(args, build_requests(rows, args.template, fields), args.bench)
-    params = sampling_from_args(args)
-    print(describe_sampling(params, args.sampling_source), flush=True)
+    params = prepare_sampling(args, build_requests(rows, args.template, fields), args.bench)
     try:
         evaluate(rows, template=args.template, out=args.out, sampling=params, model=args.model,
                  engine=engine, engine_factory=None if engine is not None else (lambda: engine_from_args(args)),

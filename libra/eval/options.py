@@ -60,6 +60,23 @@ def add_output_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def add_eval_arguments(p: argparse.ArgumentParser, **sampling_defaults) -> None:
+    """What every evaluation command takes: engine, sampling (``n``, ``temperature``, ``max_tokens``
+    defaults) and output options."""
+    add_engine_arguments(p)
+    add_sampling_arguments(p, **sampling_defaults)
+    add_output_arguments(p)
+
+
+def prepare_sampling(args: argparse.Namespace, requests, source: str) -> SamplingParams:
+    """The sampling settings of a command, once its prompts are known: the prompts must fit the context
+    (checked before any engine starts), and the settings that will run are printed."""
+    check_prompt_lengths(args, requests, source)
+    params = sampling_from_args(args)
+    print(describe_sampling(params, args.sampling_source), flush=True)
+    return params
+
+
 def engine_from_args(args: argparse.Namespace):
     return make_engine(args.engine, args.model, dtype=args.dtype, seed=args.seed, max_model_len=args.max_model_len,
                        gpu_memory_utilization=args.gpu_memory_utilization, trust_remote_code=args.trust_remote_code)

@@ -22,16 +22,7 @@ from typing import Callable, Sequence
 from libra.data.jsonl import DataError, read_records, write_jsonl
 from libra.eval.generations import GenerationStore, Request, run_generation
 from libra.eval.metrics import pairwise_report
-from libra.eval.options import (
-    add_engine_arguments,
-    add_output_arguments,
-    add_sampling_arguments,
-    add_verdict_mode_argument,
-    check_prompt_lengths,
-    describe_sampling,
-    engine_from_args,
-    sampling_from_args,
-)
+from libra.eval.options import add_eval_arguments, add_verdict_mode_argument, engine_from_args, prepare_sampling
 from libra.eval.rundir import ResultsTable, content_key, publish, settings, usage_error
 from libra.judge import PAIRWISE_LABELS, judge_kind, preferred_side, render, template_fields
 from libra.models.checks import check_model_dir, weights_fingerprint
@@ -124,9 +115,7 @@ def register(evals: argparse._SubParsersAction) -> None:
     p.add_argument("--template", default="pairwise",
                    help="judge prompt: a built-in name or a file with {question}, {response_a}, {response_b}")
     add_verdict_mode_argument(p)
-    add_engine_arguments(p)
-    add_sampling_arguments(p)
-    add_output_arguments(p)
+    add_eval_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -144,10 +133,8 @@ def run(args: argparse.Namespace, *, engine=None) -> int:
     pairs = load_pairs(args.data)[:args.limit]
     if not pairs:
         raise DataError(args.data[0], None, None, "no pairs to judge")
-    check_prompt_lengths(args, [r for pair in pairs for r in judge_requests(pair, args.template, fields)],
-                         str(args.data[0]))
-    params = sampling_from_args(args)
-    print(describe_sampling(params, args.sampling_source), flush=True)
+    requests = [r for pair in pairs for r in judge_requests(pair, args.template, fields)]
+    params = prepare_sampling(args, requests, str(args.data[0]))
     try:
         evaluate(pairs, template=args.template, out=args.out, sampling=params, model=args.model, engine=engine,
                  engine_factory=None if engine is not None else (lambda: engine_from_args(args)), chunk=args.chunk,

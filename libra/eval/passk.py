@@ -19,15 +19,7 @@ from libra.data.commands import named_path
 from libra.data.jsonl import DataError, write_jsonl
 from libra.data.sources import Problem, load_problems
 from libra.eval.generations import GenerationStore, KeyedStore, Request, run_generation
-from libra.eval.options import (
-    add_engine_arguments,
-    add_output_arguments,
-    add_sampling_arguments,
-    check_prompt_lengths,
-    describe_sampling,
-    engine_from_args,
-    sampling_from_args,
-)
+from libra.eval.options import add_eval_arguments, engine_from_args, prepare_sampling
 from libra.eval.rundir import ResultsTable, content_key, publish, settings, usage_error
 from libra.judge import REASONING_PROMPT
 from libra.models.checks import check_model_dir, weights_fingerprint
@@ -121,9 +113,7 @@ def register(evals: argparse._SubParsersAction) -> None:
                    help="send the prompt as plain text, not as a chat message (models without a chat template)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds allowed per answer check")
     p.add_argument("--workers", type=int, help="answer-checking processes (default: CPU count)")
-    add_engine_arguments(p)
-    add_sampling_arguments(p, n=8, temperature=0.6)
-    add_output_arguments(p)
+    add_eval_arguments(p, n=8, temperature=0.6)
     p.set_defaults(func=run)
 
 
@@ -145,10 +135,8 @@ def run(args: argparse.Namespace, *, engine=None) -> int:
                 raise DataError(path, None, "unique_id", f"duplicate problem id {p.problem_id!r}")
             seen.add(p.problem_id)
         problems += loaded
-    check_prompt_lengths(args, build_requests(problems, args.prompt_template, not args.raw_prompt),
-                         args.problems[0][1])
-    params = sampling_from_args(args)
-    print(describe_sampling(params, args.sampling_source), flush=True)
+    requests = build_requests(problems, args.prompt_template, not args.raw_prompt)
+    params = prepare_sampling(args, requests, args.problems[0][1])
     try:
         evaluate(problems, out=args.out, sampling=params, model=args.model, ks=args.k, engine=engine,
                  engine_factory=None if engine is not None else (lambda: engine_from_args(args)),
