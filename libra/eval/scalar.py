@@ -24,7 +24,7 @@ from libra.eval.metrics import best_threshold, subset_report
 from libra.eval.options import add_output_arguments
 from libra.eval.rundir import ResultsTable, content_key, publish, settings, usage_error
 from libra.report.markdown import percent
-from libra.models.checks import check_model_dir
+from libra.models.checks import check_model_dir, weights_fingerprint
 
 
 class ScoreStore(KeyedStore):
@@ -172,8 +172,9 @@ def run(args: argparse.Namespace, *, scorer=None) -> int:
     dtype = args.dtype or ("bfloat16" if torch.cuda.is_available() else "float32")
     factory = (lambda: scorer) if scorer is not None else \
         (lambda: RewardScorer(args.model, dtype=dtype, logit_index=index, trust_remote_code=args.trust_remote_code))
-    scores = score_rows(rows, factory, ScoreStore(out / "scores.jsonl"), model=args.model, logit_index=index,
-                        batch_size=args.batch_size, progress=not args.no_progress)
+    # keyed by the weights, not the path: a reward model retrained into the same folder is scored again
+    scores = score_rows(rows, factory, ScoreStore(out / "scores.jsonl"), model=weights_fingerprint(args.model),
+                        logit_index=index, batch_size=args.batch_size, progress=not args.no_progress)
     labels, subsets = [r["label"] for r in rows], [r["subset"] for r in rows]
     best, best_report = best_threshold(scores, labels, subsets, [r["source_model"] for r in rows])
     fixed = None if args.threshold is None else _report_at(rows, scores, args.threshold)
