@@ -155,6 +155,7 @@ def train_dpo(cfg: DPOConfig) -> None:
                 losses = -F.logsigmoid(margin) * (1.0 if idx else 0.0)
                 (losses.sum() * world.world_size / batch).backward()
                 if idx:
+                    losses, margin, rewards = losses.detach(), margin.detach(), rewards.detach()
                     sums += torch.tensor([float(losses.sum()), float(margin.sum()), float((margin > 0).sum()),
                                           float(rewards[:, 0].sum())], dtype=torch.float64)
             stats = session.optimizer_step()
