@@ -15,7 +15,6 @@ problems compares them on the same draws. Results go to ``downstream.json`` in t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ import numpy as np
 from libra.data.jsonl import write_json, write_jsonl
 from libra.data.pairs import build_pairs, judged_rows
 from libra.eval.metrics import paired_difference_ci
+from libra.mini.runs import judge_bench, read_rows, reasoning_prompt, sft, template_of, train_in_process
 from libra.rollout.types import SamplingParams
 
 GOLD = "gold"
@@ -30,22 +30,15 @@ UNTRAINED = "untrained"
 SOLUTION_TOKENS = 96  # a worked two-digit sum is ~40 tokens
 
 
-def _read(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
 def train_policy(cfg, model: Path, data: Path, out: Path) -> None:
     """The downstream policy: the untrained tiny model after ``policy_epochs`` of the reasoning task alone,
     a reasoner that is often wrong (the paper starts from R1-distilled models at 55% / 39%)."""
-    from libra.mini.pipeline import _sft
-
-    _sft(model, data / "reasoning.jsonl", out, cfg.policy_epochs, 160, 5e-3)
+    sft(model, data / "reasoning.jsonl", out, cfg.policy_epochs, 160, 5e-3)
 
 
 def sample_solutions(engine, problems: list[dict], n: int, temperature: float, seed: int) -> list[dict]:
     """``n`` sampled solutions per problem as judging rows; ``label`` is the gold check,
     kept for scoring the judges and for the gold upper bound, never shown to a judge."""
-    from libra.mini.pipeline import reasoning_prompt
     from libra.verify import verify_many
 
     params = SamplingParams(n=n, temperature=temperature, max_tokens=SOLUTION_TOKENS, seed=seed)
@@ -67,9 +60,8 @@ def pass_at_1(rows: list[dict]) -> dict[str, float]:
 
 def _pairs_for(name: str, samples: Path, predictions: Path | None, folder: Path) -> Path:
     """The judge's DPO pairs (gold: pairs from the labels), with the prompt the policy was trained on."""
-    from libra.mini.pipeline import reasoning_prompt
 
-    rows = _read(samples)
+    rows = read_rows(samples)
     judged = ([{"question": r["question"], "response": r["response"], "judged_correct": r["label"]} for r in rows]
               if predictions is None else judged_rows(samples, predictions))
     pairs = [{**p, "prompt": reasoning_prompt(p["prompt"])} for p in build_pairs(judged)]
@@ -80,10 +72,8 @@ def _pairs_for(name: str, samples: Path, predictions: Path | None, folder: Path)
 
 
 def _dpo(cfg, policy: Path, pairs: Path, count: int, out: Path) -> Path:
-    from libra.mini.pipeline import _train
-
     batch = min(16, count)  # a judge that finds few pairs still trains, on smaller batches
-    _train("dpo", f"model.path={policy}", f"data.train={pairs}", f"data.epochs={cfg.dpo_epochs}",
+    train_in_process("dpo", f"model.path={policy}", f"data.train={pairs}", f"data.epochs={cfg.dpo_epochs}",
          "data.max_seq_len=256", "beta=0.01", f"optim.lr={cfg.dpo_lr}", f"optim.min_lr={cfg.dpo_lr / 10}",
          f"run.global_batch_size={batch}", f"run.micro_batch_size={batch}", f"run.seed={cfg.seed}", f"run.out={out}",
          "run.tensorboard=false")
@@ -92,16 +82,13 @@ def _dpo(cfg, policy: Path, pairs: Path, count: int, out: Path) -> Path:
 
 def downstream(cfg, judges: dict[str, Path], policy: Path, data: Path, folder: Path, engines) -> None:
     """Sample, label with every judge, DPO per judge, pass@1 per policy; ``downstream.json``."""
-    from libra.mini.pipeline import TEMPLATES, judge_bench
-    from libra.mini import MINI_TEMPLATE
-
     samples = folder / "samples.jsonl"
-    write_jsonl(samples, sample_solutions(engines.use(policy), _read(data / "downstream-dpo.jsonl"),
+    write_jsonl(samples, sample_solutions(engines.use(policy), read_rows(data / "downstream-dpo.jsonl"),
                                           cfg.policy_samples, cfg.policy_temperature, cfg.seed))
     labelled: dict[str, dict] = {}
     for name, path in judges.items():
         out = folder / "judges" / name
-        metrics = judge_bench(engines.use(path), path, samples, TEMPLATES.get(name, MINI_TEMPLATE),
+        metrics = judge_bench(engines.use(path), path, samples, template_of(name),
                               cfg.max_judgment_tokens, out)
         labelled[name] = {"accuracy_on_policy_samples": metrics["accuracy"], "invalid_rate": metrics["invalid_rate"],
                           "pairs_file": _pairs_for(name, samples, out / "predictions.jsonl", folder)}
@@ -109,17 +96,17 @@ def downstream(cfg, judges: dict[str, Path], policy: Path, data: Path, folder: P
                       "pairs_file": _pairs_for(GOLD, samples, None, folder)}
     policies = {UNTRAINED: policy}
     for name, info in labelled.items():
-        info["pairs"] = len(_read(info["pairs_file"]))
+        info["pairs"] = len(read_rows(info["pairs_file"]))
         if info["pairs"]:
             policies[name] = _dpo(cfg, policy, info["pairs_file"], info["pairs"], folder / "dpo" / name)
-    test = _read(data / "downstream-test.jsonl")
+    test = read_rows(data / "downstream-test.jsonl")
     scores = {}
     for name, path in policies.items():
         rows = sample_solutions(engines.use(path), test, cfg.policy_samples, cfg.policy_temperature, cfg.seed + 1)
         write_jsonl(folder / "pass1" / f"{name}.jsonl", rows)
         scores[name] = pass_at_1(rows)
-    results = {"policy_samples": cfg.policy_samples, "labelled_solutions": len(_read(samples)),
-               "labelled_accuracy_of_policy": float(np.mean([r["label"] for r in _read(samples)])),
+    results = {"policy_samples": cfg.policy_samples, "labelled_solutions": len(read_rows(samples)),
+               "labelled_accuracy_of_policy": float(np.mean([r["label"] for r in read_rows(samples)])),
                "test_problems": len(test), "judges": {}}
     for name, info in labelled.items():
         entry = {k: v for k, v in info.items() if k != "pairs_file"}

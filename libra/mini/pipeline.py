@@ -15,17 +15,13 @@
 
 Every stage writes its outputs and a ``done`` marker holding the key of its inputs (``stages.py``), so an
 interrupted run resumes where it stopped and a run with another configuration rebuilds what changed. The
-trainers run as subprocesses through the real CLI (``python -m libra train ...``: FSDP2, the fused kernels,
-vLLM rollouts); the evaluations share one engine and move between models by weight sync.
+trainers run in this process through the entry point of ``libra train`` (FSDP2, the fused kernels); one
+engine (vLLM by default) serves both GRPO runs and every evaluation, moving between models by weight sync.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -33,7 +29,6 @@ from typing import Callable
 
 from libra.data.jsonl import write_json, write_jsonl
 from libra.data.sources import Problem, Response
-from libra.judge.templates import REASONING_PROMPT
 from libra.mini import MINI_TEMPLATE, THINK_TEMPLATE
 from libra.mini.arith import (
     SOURCE_MODELS,
@@ -45,15 +40,20 @@ from libra.mini.arith import (
     respond,
     worked_solution,
 )
+from libra.mini.runs import (
+    TEACHER,
+    VARIANTS,
+    SharedEngine,
+    judge_bench,
+    read_rows,
+    reasoning_prompt,
+    sft,
+    template_of,
+    train_in_process,
+)
 from libra.mini.stages import Stages
 from libra.mini.teacher import ThinkingTeacher, direct_verdict
 
-VARIANTS = ("base", "direct-sft", "thinking-sft", "rl-zero", "sft-rl")
-TEACHER = "teacher"
-# The prompt each variant judges with: RL-zero was trained on the thinking-inviting prompt, and the base is
-# scored on that prompt too (the start RL-zero is compared with).
-TEMPLATES = {"base": THINK_TEMPLATE, "rl-zero": THINK_TEMPLATE}
-RL_VARIANTS = ("rl-zero", "sft-rl")
 
 
 @dataclass(frozen=True)
@@ -113,29 +113,6 @@ class MiniConfig:
         return {n: getattr(self, n) for n in names}
 
 
-def _train(kind: str, *overrides: str, engine_factory=None) -> None:
-    """A trainer run in this process through the entry point of ``libra train KIND key=value ...``
-    (``libra.train.commands.train``): the same config checks and trainer, without the ~6 s start-up of a
-    process per stage. ``engine_factory`` (GRPO) lends the rollout engine."""
-    from libra.train.commands import train
-
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    hook = sys.excepthook  # each process group wraps it with a "[rank0]:" prefix: one wrap per stage otherwise
-    try:
-        train(kind, list(overrides), **({"engine_factory": engine_factory} if engine_factory else {}))
-    finally:
-        sys.excepthook = hook
-
-
-def _read(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def reasoning_prompt(question: str) -> str:
-    """The reasoning prompt of pass@k evaluation and of the RL reasoning task, so the base learns the same."""
-    return REASONING_PROMPT.replace("{question}", question)
-
-
 def build_data(cfg: MiniConfig, folder: Path) -> None:
     """Problems, source-model responses, V2V labels and balance, and the split by problem: the held-out
     bench, two downstream sets (judge-labelled for DPO, test for pass@1) and the training problems."""
@@ -177,9 +154,9 @@ def build_model(cfg: MiniConfig, data: Path, folder: Path) -> None:
     """A tiny Qwen2 and a tokenizer trained on the domain's texts (digits split, as Qwen's are)."""
     from libra.models.tiny import TinyConfig, save_tiny
 
-    texts = [r["response"] for r in _read(data / "reasoning.jsonl")]
-    texts += [r["prompt"] + "\n" + r["response"] for r in _read(data / "skills.jsonl")]
-    texts += [r["response"] for r in _read(data / "train.jsonl")]
+    texts = [r["response"] for r in read_rows(data / "reasoning.jsonl")]
+    texts += [r["prompt"] + "\n" + r["response"] for r in read_rows(data / "skills.jsonl")]
+    texts += [r["response"] for r in read_rows(data / "train.jsonl")]
     config = TinyConfig(vocab_size=384, hidden_size=cfg.hidden_size, intermediate_size=2 * cfg.hidden_size,
                         num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.kv_heads,
                         max_position_embeddings=1024, seed=cfg.seed)
@@ -189,7 +166,7 @@ def build_model(cfg: MiniConfig, data: Path, folder: Path) -> None:
 
 def build_base_data(data: Path, folder: Path) -> None:
     """The base model's non-judging data: the reasoning task and the bracket-format instructions."""
-    write_jsonl(folder / "rows.jsonl", _read(data / "reasoning.jsonl") + _read(data / "skills.jsonl"))
+    write_jsonl(folder / "rows.jsonl", read_rows(data / "reasoning.jsonl") + read_rows(data / "skills.jsonl"))
 
 
 def _judge_prompt(row: dict, template: str = MINI_TEMPLATE) -> str:
@@ -208,9 +185,9 @@ def build_judging_data(cfg: MiniConfig, data: Path, model: Path, folder: Path) -
     from libra.rollout.types import SamplingParams
 
     rng = random.Random(cfg.seed)
-    rows = _read(data / "train.jsonl")
+    rows = read_rows(data / "train.jsonl")
     sft_rows = rng.sample(rows, min(cfg.judge_rows, len(rows)))
-    keep = _read(data / "reasoning.jsonl")[:cfg.reasoning_rows] + _read(data / "skills.jsonl")[:cfg.reasoning_rows]
+    keep = read_rows(data / "reasoning.jsonl")[:cfg.reasoning_rows] + read_rows(data / "skills.jsonl")[:cfg.reasoning_rows]
     write_jsonl(folder / "direct.jsonl", [{"prompt": _judge_prompt(r), "response": direct_verdict(r["label"])}
                                           for r in sft_rows] + keep)
     teacher = ThinkingTeacher(AutoTokenizer.from_pretrained(model), error_rate=cfg.teacher_error_rate,
@@ -222,97 +199,27 @@ def build_judging_data(cfg: MiniConfig, data: Path, model: Path, folder: Path) -
     write_jsonl(folder / "thinking.jsonl", kept + keep)
     write_json(folder / "rejection_stats.json", stats)
     judging = [{**r, "task": "pointwise"} for r in rows]
-    reasoning = _read(data / "rl-reasoning.jsonl")
+    reasoning = read_rows(data / "rl-reasoning.jsonl")
     share = cfg.grpo_reasoning_share
     n_reasoning = min(len(reasoning), round(len(judging) * share / (1 - share))) if share > 0 else 0
     write_jsonl(folder / "rl.jsonl", judging + rng.sample(reasoning, n_reasoning))
 
 
-def _sft(model: Path, rows: Path, out: Path, epochs: int, seq_len: int, lr: float) -> None:
-    _train("sft", f"model.path={model}", f"data.train={rows}", f"data.epochs={epochs}",
-         f"data.max_seq_len={seq_len}", "run.global_batch_size=32", "run.micro_batch_size=32", f"optim.lr={lr}",
-         f"optim.min_lr={lr / 10}", f"run.out={out}", "run.tensorboard=false")
-
-
 def _grpo(cfg: MiniConfig, model: Path, rows: Path, bench: Path, template: str, out: Path, kl: float, lr: float,
-          engines: "SharedEngine") -> None:
-    _train("grpo", f"model.path={model}", f"data.train={rows}", "data.task=pointwise",
-         f"data.template={template}", f"data.prompts_per_step={cfg.grpo_prompts}",
-         f"run.global_batch_size={cfg.grpo_prompts}", "run.micro_batch_size=32", f"rollout.engine={cfg.engine}",
-         f"rollout.n={cfg.grpo_n}", f"rollout.temperature={cfg.grpo_temperature}",
-         f"rollout.max_tokens={cfg.max_judgment_tokens}",
-         f"reward.l_exp={cfg.length_penalty_from}", f"reward.l_max={cfg.max_judgment_tokens}",
-         f"loss.kl_coef={kl}", f"optim.lr={lr}", "optim.warmup_ratio=0", f"run.max_steps={cfg.grpo_steps}",
-         "data.epochs=100", f"run.seed={cfg.seed}", f"run.out={out}", "run.tensorboard=false",
-         *([f"eval.bench={bench}", f"eval.template={template}", f"eval.every={cfg.grpo_eval_every}",
-            f"eval.max_tokens={cfg.max_judgment_tokens}"] if cfg.grpo_eval_every else []),
-           engine_factory=engines.lend(model))
-
-
-class SharedEngine:
-    """One engine for every model of the run (all share the tiny architecture), started on first use:
-    ``use(path)`` loads a model's weights by weight sync instead of starting a new engine (~20 s each with
-    vLLM), and ``lend(path)`` hands it to a GRPO run as its rollout engine."""
-
-    def __init__(self, cfg: MiniConfig, first_model: Path):
-        self.cfg, self.first_model, self.engine, self.loaded = cfg, first_model, None, None
-
-    def use(self, model: Path):
-        from safetensors.torch import load_file
-
-        from libra.rollout.factory import make_engine
-
-        if self.engine is None:
-            self.engine = make_engine(self.cfg.engine, str(self.first_model), seed=self.cfg.seed)
-            self.loaded = self.first_model
-        if model != self.loaded:
-            self.engine.update_weights(load_file(model / "model.safetensors").items())
-            self.loaded = model
-        return self.engine
-
-    def lend(self, model: Path):
-        """A GRPO ``engine_factory``: the shared engine holding ``model``, which the trainer then updates in
-        place (so afterwards no saved model is loaded) and may not close."""
-
-        def factory(_cfg, _seed):
-            engine = self.use(model)
-            self.loaded = None
-            return _Lent(engine)
-
-        return factory
-
-    def close(self) -> None:
-        if self.engine is not None:
-            self.engine.close()
-            self.engine = None
-
-
-class _Lent:
-    """An engine lent to a trainer: everything passes through except ``close`` (the owner closes it)."""
-
-    def __init__(self, engine):
-        self._engine = engine
-
-    def __getattr__(self, name: str):
-        return getattr(self._engine, name)
-
-    def close(self) -> None:
-        """The pipeline's engine outlives the trainer: closing is the owner's job."""
-
-
-def judge_bench(engine, model: Path, bench: Path, template: str, max_tokens: int, out: Path,
-                fingerprint: str | None = None, seed: int = 0) -> dict:
-    """Libra Bench (``libra.eval.libra_bench.evaluate``) on ``engine``, which already holds ``model``'s weights:
-    one greedy judgment per row, predictions.jsonl and results.json in ``out``; returns the metrics."""
-    from libra.data.bench import load_bench
-    from libra.eval.libra_bench import evaluate
-    from libra.rollout.types import SamplingParams
-
-    greedy = SamplingParams(n=1, temperature=0.0, max_tokens=max_tokens, seed=seed)  # as the RL runs' own evals
-    results = evaluate(load_bench(str(bench)), out=out, sampling=greedy, model=str(model),
-                       engine=engine, template=template, fingerprint=fingerprint, progress=False, plots=False,
-                       quiet=True, bench=str(bench))
-    return results["metrics"]
+          engines: SharedEngine) -> None:
+    """GRPO from ``model`` (the paper's recipe at Mini scale) on the shared engine, evaluating ``bench`` at
+    step 0, every ``grpo_eval_every`` rollout steps and at the end."""
+    evals = [f"eval.bench={bench}", f"eval.template={template}", f"eval.every={cfg.grpo_eval_every}",
+             f"eval.max_tokens={cfg.max_judgment_tokens}"] if cfg.grpo_eval_every else []
+    train_in_process(
+        "grpo", f"model.path={model}", f"data.train={rows}", "data.task=pointwise", f"data.template={template}",
+        f"data.prompts_per_step={cfg.grpo_prompts}", f"run.global_batch_size={cfg.grpo_prompts}",
+        "run.micro_batch_size=32", f"rollout.engine={cfg.engine}", f"rollout.n={cfg.grpo_n}",
+        f"rollout.temperature={cfg.grpo_temperature}", f"rollout.max_tokens={cfg.max_judgment_tokens}",
+        f"reward.l_exp={cfg.length_penalty_from}", f"reward.l_max={cfg.max_judgment_tokens}", f"loss.kl_coef={kl}",
+        f"optim.lr={lr}", "optim.warmup_ratio=0", f"run.max_steps={cfg.grpo_steps}", "data.epochs=100",
+        f"run.seed={cfg.seed}", f"run.out={out}", "run.tensorboard=false", *evals,
+        engine_factory=engines.lend(model))
 
 
 def evaluate(cfg: MiniConfig, models: dict[str, Path], bench: Path, folder: Path, engines: SharedEngine) -> None:
@@ -321,7 +228,7 @@ def evaluate(cfg: MiniConfig, models: dict[str, Path], bench: Path, folder: Path
     from transformers import AutoTokenizer
 
     for name, path in models.items():
-        judge_bench(engines.use(path), path, bench, TEMPLATES.get(name, MINI_TEMPLATE), cfg.max_judgment_tokens,
+        judge_bench(engines.use(path), path, bench, template_of(name), cfg.max_judgment_tokens,
                     folder / name)
     teacher = ThinkingTeacher(AutoTokenizer.from_pretrained(models["base"]), error_rate=cfg.teacher_error_rate,
                               skim_rate=cfg.teacher_skim_rate)
@@ -349,22 +256,22 @@ def run(out: Path, cfg: MiniConfig) -> dict:
 
     def base_sft(f: Path) -> None:
         build_base_data(data, f.parent)
-        _sft(model, f.parent / "rows.jsonl", f, cfg.base_epochs, 160, 5e-3)
+        sft(model, f.parent / "rows.jsonl", f, cfg.base_epochs, 160, 5e-3)
 
     base = trained("base-sft", base_sft, c("base_epochs"), ("data", "model"))
     judging = stages.run("judging-data", lambda f: build_judging_data(cfg, data, base, f),
                          c("seed", "judge_rows", "reasoning_rows", "teacher_error_rate", "teacher_skim_rate", "teacher_samples",
                            "max_judgment_tokens", "grpo_reasoning_share"), ("data", "base-sft"))
     sft_settings = c("judge_epochs", "judge_lr")
-    direct = trained("direct-sft", lambda f: _sft(base, judging / "direct.jsonl", f, cfg.judge_epochs, 384,
+    direct = trained("direct-sft", lambda f: sft(base, judging / "direct.jsonl", f, cfg.judge_epochs, 384,
                                                   cfg.judge_lr), sft_settings, ("base-sft", "judging-data"))
-    thinking = trained("thinking-sft", lambda f: _sft(base, judging / "thinking.jsonl", f, cfg.judge_epochs, 384,
+    thinking = trained("thinking-sft", lambda f: sft(base, judging / "thinking.jsonl", f, cfg.judge_epochs, 384,
                                                       cfg.judge_lr), sft_settings, ("base-sft", "judging-data"))
     grpo_settings = c("seed", "grpo_steps", "grpo_lr", "grpo_zero_lr", "grpo_prompts", "grpo_n", "grpo_temperature",
                       "grpo_eval_every", "max_judgment_tokens", "length_penalty_from", "engine")
     bench = data / "bench.jsonl"
     rl_rows = judging / "rl.jsonl"
-    engines = SharedEngine(cfg, base)
+    engines = SharedEngine(cfg.engine, base, cfg.seed)
     try:
         rl_zero = trained("rl-zero", lambda f: _grpo(cfg, base, rl_rows, bench, THINK_TEMPLATE, f, kl=0.0,
                                                      lr=cfg.grpo_zero_lr, engines=engines),

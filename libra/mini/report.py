@@ -13,6 +13,7 @@ import numpy as np
 
 from libra.data.jsonl import write_json
 from libra.eval.metrics import paired_difference_ci
+from libra.mini.runs import TEACHER, VARIANTS
 from libra.report.curves import correlation_scatter, training_curves
 from libra.report.markdown import markdown_table, percent
 from libra.report.plots import accuracy_bars
@@ -82,8 +83,6 @@ def _rl_evals(out: Path, name: str) -> list[dict]:
 
 
 def collect(out: Path) -> dict:
-    from libra.mini.pipeline import TEACHER, VARIANTS
-
     variants = {}
     for name in (*VARIANTS, TEACHER):
         m = json.loads((out / "eval" / name / "results.json").read_text())["metrics"]
