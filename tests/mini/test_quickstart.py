@@ -66,10 +66,10 @@ def test_fast_quickstart_runs_every_stage(tmp_path):
     assert "wall time" in log
     report = (out / "report.md").read_text()
     rerun = _quickstart(out)
-    assert rerun.count("reused") == len(STAGES)
+    assert rerun.count("done earlier with the same inputs") == len(STAGES)
     assert json.loads((out / "results.json").read_text())["variants"] == results["variants"]
     assert (out / "report.md").read_text().split("Wall time")[0] == report.split("Wall time")[0]
     # Another configuration into the same folder reuses nothing that was built from the old one.
     other = _quickstart(out, "--seed", "1")
-    assert "reused" not in other and other.count("inputs changed, rebuilding") == len(STAGES)
+    assert "done earlier" not in other and other.count("inputs changed, rebuilding") == len(STAGES)
     assert json.loads((out / "results.json").read_text())["config"]["seed"] == 1
