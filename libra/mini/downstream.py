@@ -58,58 +58,59 @@ def pass_at_1(rows: list[dict]) -> dict[str, float]:
     return {pid: float(np.mean(v)) for pid, v in sorted(by_problem.items())}
 
 
-def _pairs_for(name: str, samples: Path, predictions: Path | None, folder: Path) -> Path:
-    """The judge's DPO pairs (gold: pairs from the labels), with the prompt the policy was trained on."""
-
-    rows = read_rows(samples)
-    judged = ([{"question": r["question"], "response": r["response"], "judged_correct": r["label"]} for r in rows]
-              if predictions is None else judged_rows(samples, predictions))
+def _pairs_for(name: str, solutions: list[dict], samples: Path, predictions: Path | None, folder: Path
+               ) -> tuple[Path, int]:
+    """The judge's DPO pairs (gold: pairs from the labels), with the prompt the policy was trained on;
+    the file written and how many pairs it holds."""
+    judged = ([{"question": r["question"], "response": r["response"], "judged_correct": r["label"]}
+               for r in solutions] if predictions is None else judged_rows(samples, predictions))
     pairs = [{**p, "prompt": reasoning_prompt(p["prompt"])} for p in build_pairs(judged)]
     path = folder / "pairs" / f"{name}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(path, pairs)
-    return path
+    return path, len(pairs)
 
 
 def _dpo(cfg, policy: Path, pairs: Path, count: int, out: Path) -> Path:
     batch = min(16, count)  # a judge that finds few pairs still trains, on smaller batches
     train_in_process("dpo", f"model.path={policy}", f"data.train={pairs}", f"data.epochs={cfg.dpo_epochs}",
-         "data.max_seq_len=256", "beta=0.01", f"optim.lr={cfg.dpo_lr}", f"optim.min_lr={cfg.dpo_lr / 10}",
-         f"run.global_batch_size={batch}", f"run.micro_batch_size={batch}", f"run.seed={cfg.seed}", f"run.out={out}",
-         "run.tensorboard=false")
+                     "data.max_seq_len=256", "beta=0.01", f"optim.lr={cfg.dpo_lr}", f"optim.min_lr={cfg.dpo_lr / 10}",
+                     f"run.global_batch_size={batch}", f"run.micro_batch_size={batch}", f"run.seed={cfg.seed}",
+                     f"run.out={out}", "run.tensorboard=false")
     return out / "final"
 
 
 def downstream(cfg, judges: dict[str, Path], policy: Path, data: Path, folder: Path, engines) -> None:
     """Sample, label with every judge, DPO per judge, pass@1 per policy; ``downstream.json``."""
     samples = folder / "samples.jsonl"
-    write_jsonl(samples, sample_solutions(engines.use(policy), read_rows(data / "downstream-dpo.jsonl"),
-                                          cfg.policy_samples, cfg.policy_temperature, cfg.seed))
+    solutions = sample_solutions(engines.use(policy), read_rows(data / "downstream-dpo.jsonl"), cfg.policy_samples,
+                                 cfg.policy_temperature, cfg.seed)
+    write_jsonl(samples, solutions)
     labelled: dict[str, dict] = {}
+    pair_files: dict[str, Path] = {}
     for name, path in judges.items():
         out = folder / "judges" / name
-        metrics = judge_bench(engines.use(path), path, samples, template_of(name),
-                              cfg.max_judgment_tokens, out)
+        metrics = judge_bench(engines.use(path), path, samples, template_of(name), cfg.max_judgment_tokens, out)
+        pair_files[name], count = _pairs_for(name, solutions, samples, out / "predictions.jsonl", folder)
         labelled[name] = {"accuracy_on_policy_samples": metrics["accuracy"], "invalid_rate": metrics["invalid_rate"],
-                          "pairs_file": _pairs_for(name, samples, out / "predictions.jsonl", folder)}
-    labelled[GOLD] = {"accuracy_on_policy_samples": 1.0, "invalid_rate": 0.0,
-                      "pairs_file": _pairs_for(GOLD, samples, None, folder)}
+                          "pairs": count}
+    pair_files[GOLD], count = _pairs_for(GOLD, solutions, samples, None, folder)
+    labelled[GOLD] = {"accuracy_on_policy_samples": 1.0, "invalid_rate": 0.0, "pairs": count}
     policies = {UNTRAINED: policy}
     for name, info in labelled.items():
-        info["pairs"] = len(read_rows(info["pairs_file"]))
         if info["pairs"]:
-            policies[name] = _dpo(cfg, policy, info["pairs_file"], info["pairs"], folder / "dpo" / name)
+            policies[name] = _dpo(cfg, policy, pair_files[name], info["pairs"], folder / "dpo" / name)
     test = read_rows(data / "downstream-test.jsonl")
     scores = {}
     for name, path in policies.items():
         rows = sample_solutions(engines.use(path), test, cfg.policy_samples, cfg.policy_temperature, cfg.seed + 1)
         write_jsonl(folder / "pass1" / f"{name}.jsonl", rows)
         scores[name] = pass_at_1(rows)
-    results = {"policy_samples": cfg.policy_samples, "labelled_solutions": len(read_rows(samples)),
-               "labelled_accuracy_of_policy": float(np.mean([r["label"] for r in read_rows(samples)])),
+    results = {"policy_samples": cfg.policy_samples, "labelled_solutions": len(solutions),
+               "labelled_accuracy_of_policy": float(np.mean([r["label"] for r in solutions])),
                "test_problems": len(test), "judges": {}}
     for name, info in labelled.items():
-        entry = {k: v for k, v in info.items() if k != "pairs_file"}
+        entry = dict(info)
         if name in scores:
             low, high = paired_difference_ci(scores[name], scores[UNTRAINED])
             entry.update(pass_at_1=float(np.mean(list(scores[name].values()))), vs_untrained_ci95=[low, high])
