@@ -54,11 +54,12 @@ def _torch_forward(hidden, weight, bias, targets, batch: GRPOBatch, inv_t, want_
             "adv": batch.adv if batch.adv.dim() == 2 else batch.adv[:, None].expand_as(batch.old),
             "ref": None if batch.ref is None else batch.ref.float()}
     flat = {k: None if t is None else t.reshape(-1) for k, t in flat.items()}
-    sums = torch.zeros(6, dtype=torch.float32)
-    ent = torch.empty(n, dtype=torch.float32) if want_entropy else None
-    dh = torch.empty(hidden.shape, dtype=torch.float32) if want_grad else None
-    dw = torch.empty(weight.shape, dtype=torch.float32) if want_grad else None
-    db = torch.empty(weight.shape[0], dtype=torch.float32) if want_grad and bias is not None else None
+    f32 = dict(dtype=torch.float32, device=hidden.device)
+    sums = torch.zeros(6, **f32)
+    ent = torch.empty(n, **f32) if want_entropy else None
+    dh = torch.empty(hidden.shape, **f32) if want_grad else None
+    dw = torch.empty(weight.shape, **f32) if want_grad else None
+    db = torch.empty(weight.shape[0], **f32) if want_grad and bias is not None else None
     for sl in D.row_chunks(n, weight.shape[0]):
         tokens = {k: None if t is None else t[sl] for k, t in flat.items()}
         part, e, dh_c = _torch_chunk(hidden[sl], weight, bias, targets[sl], tokens, batch.cfg, inv_t, slices,

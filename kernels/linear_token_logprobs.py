@@ -283,10 +283,11 @@ class _TorchLinearTokenLogprobs(torch.autograd.Function):
         hidden, weight, bias, targets, ent = ctx.saved_tensors
         slices = _weight_slices(weight)
         n = hidden.shape[0]
-        g = torch.zeros(n, dtype=torch.float32) if g is None else g.float()
-        dh = torch.empty(hidden.shape, dtype=torch.float32)
-        dw = torch.empty(weight.shape, dtype=torch.float32)
-        db = torch.empty(weight.shape[0], dtype=torch.float32) if bias is not None else None
+        f32 = dict(dtype=torch.float32, device=hidden.device)
+        g = torch.zeros(n, **f32) if g is None else g.float()
+        dh = torch.empty(hidden.shape, **f32)
+        dw = torch.empty(weight.shape, **f32)
+        db = torch.empty(weight.shape[0], **f32) if bias is not None else None
         for sl in D.row_chunks(n, weight.shape[0]):
             dh[sl] = _torch_backprop_chunk(hidden[sl], weight, bias, targets[sl], None if ent is None else ent[sl],
                                            g[sl], None if gh is None else gh[sl].float(), ctx.inv_t, dw, db, slices,

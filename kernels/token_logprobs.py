@@ -150,7 +150,7 @@ class _TorchTokenLogprobs(torch.autograd.Function):
         logits, targets, ent = ctx.saved_tensors
         n, v = logits.shape
         grad = torch.empty_like(logits)
-        g = torch.zeros(n, dtype=torch.float32) if g is None else g.float()
+        g = torch.zeros(n, dtype=torch.float32, device=logits.device) if g is None else g.float()
         for sl in D.row_chunks(n, v):
             grad[sl] = _torch_grad_chunk(logits[sl], targets[sl], None if ent is None else ent[sl], g[sl],
                                          None if h is None else h[sl].float(), ctx.inv_t)
