@@ -1,17 +1,24 @@
-"""The clipped GRPO/PPO policy loss with clip-higher, optional dual clip and a KL penalty, fused.
+"""The clipped GRPO/PPO policy loss with clip-higher, optional dual clip and a KL penalty, fused; and the
+loss family around it (aggregations, sequence-level ratios) as keywords of the same op.
 
 Per token: ratio = exp(clamp(logp - old, -20, 20)); pg = max(-A ratio, -A clip(ratio, 1 - eps_low,
 1 + eps_high)); with dual clip c and A < 0, pg = min(pg, -A c); loss = pg + kl_coef * KL(logp, ref).
 Aggregation is expressed as per-token weights ``w`` (mask times a per-sequence factor), so every mode is
-``sum(w * loss)`` and the kernel never needs a second pass:
+``sum(w * loss)`` and the kernel never needs a second pass (``AGGREGATIONS``; count_s = unmasked tokens of
+sequence s, n_seqs = sequences with at least one unmasked token, verl's convention):
 
-  token-mean           w = mask / sum(mask)
-  seq-mean-token-mean  w = mask / (count_b * n_seqs)   (the Libra / GRPO paper objective)
-  seq-mean-token-sum   w = mask / n_seqs
+  token-mean               w = mask / sum(mask)                  (DAPO)
+  seq-mean-token-mean      w = mask / (count_s * n_seqs)         (the Libra / GRPO paper objective)
+  seq-mean-token-sum       w = mask / n_seqs
+  seq-mean-token-sum-norm  w = mask / (norm_len * n_seqs)        (Dr. GRPO: a constant normaliser)
 
-where n_seqs counts sequences with at least one unmasked token (verl's convention). The Triton kernel
-(one program per sequence) computes the loss partials, the statistics and, when a gradient is wanted,
-d loss / d logp in the same pass; the backward is then a multiply.
+A "sequence" is a row of the batch, or, with ``segment_ids``, the tokens that share an id: a packed row
+holds many sequences and each keeps its own count. ``ratio_level="sequence"`` is GSPO: every token of a
+sequence uses the sequence's ratio s = exp(mean over its unmasked tokens of (logp - old)), with GSPO-token's
+gradient (d s_t / d logp_t = s, nothing across tokens; equal to GSPO's when advantages are per sequence).
+It is the token loss with ``old`` replaced by ``logp - mean(logp - old)`` (both detached), so the fused
+kernels run unchanged. The Triton kernel (one program per row) computes the loss partials, the statistics
+and, when a gradient is wanted, d loss / d logp in the same pass; the backward is then a multiply.
 """
 
 from __future__ import annotations
@@ -25,7 +32,17 @@ import triton.language as tl
 from . import _dispatch as D
 from .kl_penalty import KL_KINDS, kl_penalty_torch, kl_terms
 
-AGGS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")
+_TINY = torch.finfo(torch.float32).tiny
+# agg -> the per-sequence factor from (count_s, n_seqs, norm_len); w = mask * factor of its sequence
+AGGREGATIONS = {
+    "token-mean": lambda count, n_seqs, norm_len: torch.where(count.sum() > 0, 1.0 / count.sum().clamp_min(_TINY),
+                                                              0.0).expand_as(count),
+    "seq-mean-token-mean": lambda count, n_seqs, norm_len: 1.0 / (count.clamp_min(_TINY) * n_seqs),
+    "seq-mean-token-sum": lambda count, n_seqs, norm_len: torch.ones_like(count) / n_seqs,
+    "seq-mean-token-sum-norm": lambda count, n_seqs, norm_len: torch.ones_like(count) / (norm_len * n_seqs),
+}
+AGGS = tuple(AGGREGATIONS)
+RATIO_LEVELS = ("token", "sequence")
 SUM_NAMES = ("loss", "tokens", "clip_high", "clip_low", "ppo_kl", "kl")  # rows of the partial sums
 BLOCK_T = 512
 
@@ -47,28 +64,62 @@ class GRPOBatch(NamedTuple):
     weights: torch.Tensor
     ref: torch.Tensor | None
     cfg: ClipConfig
+    sequences: tuple[torch.Tensor, int] | None = None  # (index, count) when the ratio is per sequence
 
 
-def token_weights(mask: torch.Tensor, agg: str) -> torch.Tensor:
-    """Per-token weights that turn ``sum(w * loss)`` into the requested aggregation."""
-    count = mask.sum(-1)
-    if agg == "token-mean":
-        total = count.sum()
-        coef = torch.where(total > 0, 1.0 / total.clamp_min(torch.finfo(torch.float32).tiny), 0.0).expand_as(count)
-    else:
-        live = count > 0
-        n_seqs = live.sum().clamp_min(1).float()
-        tiny = torch.finfo(torch.float32).tiny
-        per = count.clamp_min(tiny) if agg == "seq-mean-token-mean" else torch.ones_like(count)
-        coef = torch.where(live, 1.0 / (per * n_seqs), 0.0)
-    return mask * coef[:, None]
+def sequence_index(mask: torch.Tensor, segment_ids: torch.Tensor | None) -> tuple[torch.Tensor, int]:
+    """([B, T] index of each token's sequence in 0..S-1, S): rows, or the distinct ``segment_ids``."""
+    b, t = mask.shape
+    if segment_ids is None:
+        return torch.arange(b, device=mask.device)[:, None].expand(b, t), b
+    uniq, inverse = torch.unique(segment_ids, return_inverse=True)
+    return inverse.view(b, t), len(uniq)
+
+
+def _per_sequence_sum(values: torch.Tensor, index: torch.Tensor, count: int) -> torch.Tensor:
+    return torch.zeros(count, dtype=torch.float32, device=values.device).index_add_(0, index.reshape(-1),
+                                                                                    values.reshape(-1))
+
+
+def token_weights(mask: torch.Tensor, agg: str, index: torch.Tensor | None = None, sequences: int | None = None,
+                  norm_len: float | None = None) -> torch.Tensor:
+    """Per-token weights that turn ``sum(w * loss)`` into the requested aggregation; ``index`` /
+    ``sequences`` from ``sequence_index`` (default: one sequence per row)."""
+    if index is None:
+        index, sequences = sequence_index(mask, None)
+    count = _per_sequence_sum(mask, index, sequences)
+    n_seqs = (count > 0).sum().clamp_min(1).float()
+    factor = torch.where(count > 0, AGGREGATIONS[agg](count, n_seqs, norm_len), 0.0)
+    return mask * factor[index]
+
+
+def sequence_level_old(logp: torch.Tensor, old: torch.Tensor, mask: torch.Tensor, index: torch.Tensor,
+                       sequences: int) -> torch.Tensor:
+    """GSPO as a token loss: ``logp - mean_s(logp - old)`` (detached), so that logp - old' is the
+    sequence's mean log-ratio at every token while the gradient still reaches each token's logp."""
+    logp = logp.detach().float()
+    live = mask != 0
+    delta = torch.where(live, logp - old, 0.0)
+    count = _per_sequence_sum(mask, index, sequences)
+    mean = _per_sequence_sum(delta * mask, index, sequences) / count.clamp_min(_TINY)
+    return torch.where(live, logp - mean[index], old).contiguous()
 
 
 def prepare_grpo(shape, device, old_logp, advantages, mask, ref_logp, *, eps_low, eps_high, dual_clip, kl_coef,
-                 kl_kind, agg) -> GRPOBatch:
-    """Validate the loss inputs against the log-prob shape ``shape`` = (B, T)."""
+                 kl_kind, agg, segment_ids=None, norm_len=None, ratio_level="token") -> GRPOBatch:
+    """Validate the loss inputs against the log-prob shape ``shape`` = (B, T). With
+    ``ratio_level="sequence"`` the caller replaces ``old`` once the log-probs exist (``with_logp``)."""
     D.check_choice("agg", agg, AGGS)
     D.check_choice("kl_kind", kl_kind, KL_KINDS)
+    D.check_choice("ratio_level", ratio_level, RATIO_LEVELS)
+    if agg == "seq-mean-token-sum-norm" and not (norm_len is not None and norm_len > 0):
+        raise ValueError(f"agg='seq-mean-token-sum-norm' (Dr. GRPO) needs norm_len > 0 (e.g. the generation "
+                         f"limit), got {norm_len}")
+    if segment_ids is not None:
+        if not isinstance(segment_ids, torch.Tensor) or segment_ids.is_floating_point() or segment_ids.is_complex() \
+                or segment_ids.dtype == torch.bool:
+            raise ValueError(f"segment_ids must be an integer tensor, got {getattr(segment_ids, 'dtype', segment_ids)}")
+        D.check_shape("segment_ids", segment_ids, shape, f"logp of shape {tuple(shape)}")
     if len(shape) != 2:
         raise ValueError(f"logp must be [B, T], got shape {tuple(shape)}")
     ref_desc = f"logp of shape {tuple(shape)}"
@@ -90,16 +141,27 @@ def prepare_grpo(shape, device, old_logp, advantages, mask, ref_logp, *, eps_low
         raise ValueError(f"dual_clip must be > 1 or None, got {dual_clip}")
     if not (0 <= eps_low < 1 and eps_high >= 0):
         raise ValueError(f"need 0 <= eps_low < 1 and eps_high >= 0, got eps_low={eps_low}, eps_high={eps_high}")
-    tensors = dict(old_logp=old_logp, advantages=advantages, mask=mask, ref_logp=ref_logp)
+    tensors = dict(old_logp=old_logp, advantages=advantages, mask=mask, ref_logp=ref_logp, segment_ids=segment_ids)
     for name, t in tensors.items():
         if t is not None and t.device != device:
             raise ValueError(f"{name} is on {t.device} but logp is on {device}")
     mask_f = mask.detach().to(torch.float32).contiguous()
+    index, sequences = sequence_index(mask_f, segment_ids)
     return GRPOBatch(
         old=old_logp.detach().float().contiguous(), adv=advantages.detach().float().contiguous(), mask=mask_f,
-        weights=token_weights(mask_f, agg), ref=None if ref_logp is None else ref_logp.contiguous(),
+        weights=token_weights(mask_f, agg, index, sequences, norm_len),
+        ref=None if ref_logp is None else ref_logp.contiguous(),
         cfg=ClipConfig(float(eps_low), float(eps_high), None if dual_clip is None else float(dual_clip),
-                       float(kl_coef), kl_kind))
+                       float(kl_coef), kl_kind),
+        sequences=(index, sequences) if ratio_level == "sequence" else None)
+
+
+def with_logp(batch: GRPOBatch, logp: torch.Tensor) -> GRPOBatch:
+    """The batch the token loss needs once ``logp`` is known: for sequence-level ratios (GSPO), ``old``
+    becomes ``sequence_level_old``; otherwise the batch unchanged."""
+    if batch.sequences is None:
+        return batch
+    return batch._replace(old=sequence_level_old(logp, batch.old, batch.mask, *batch.sequences))
 
 
 def sums_to_stats(sums: torch.Tensor, has_ref: bool) -> dict:
@@ -262,17 +324,23 @@ class _TritonGRPO(torch.autograd.Function):
 
 
 def grpo_loss(logp, old_logp, advantages, mask, *, ref_logp=None, eps_low=0.2, eps_high=0.28, dual_clip=None,
-              kl_coef=0.0, kl_kind="k3", agg="seq-mean-token-mean", backend=None):
+              kl_coef=0.0, kl_kind="k3", agg="seq-mean-token-mean", segment_ids=None, norm_len=None,
+              ratio_level="token", backend=None):
     """Clipped GRPO loss of per-token log-probs ``logp`` [B, T]; returns ``(loss, stats)``.
 
     old_logp [B, T], advantages [B] or [B, T] and mask [B, T] (bool or float) are constants; ref_logp
     [B, T] is needed when kl_coef != 0 (the "kl" stat is reported whenever it is given). The loss is a
     0-d fp32 tensor differentiable w.r.t. logp (and ref_logp); stats are detached 0-d fp32 tensors:
-    clipfrac_high, clipfrac_low, ppo_kl (masked mean of old - logp) and kl.
+    clipfrac_high, clipfrac_low, ppo_kl (masked mean of old - logp; per sequence with GSPO) and kl.
+
+    ``agg`` is one of ``AGGS`` (``norm_len`` is Dr. GRPO's constant); ``segment_ids`` [B, T] (integers)
+    makes the tokens sharing an id one sequence (packed rows); ``ratio_level="sequence"`` is GSPO.
     """
     D.check_float("logp", logp)
     batch = prepare_grpo(tuple(logp.shape), logp.device, old_logp, advantages, mask, ref_logp, eps_low=eps_low,
-                         eps_high=eps_high, dual_clip=dual_clip, kl_coef=kl_coef, kl_kind=kl_kind, agg=agg)
+                         eps_high=eps_high, dual_clip=dual_clip, kl_coef=kl_coef, kl_kind=kl_kind, agg=agg,
+                         segment_ids=segment_ids, norm_len=norm_len, ratio_level=ratio_level)
+    batch = with_logp(batch, logp)
     if D.resolve_backend(backend, logp.device) == "torch":
         ref = None if batch.ref is None else batch.ref.float()
         sums = torch_sums(logp.float(), batch.old, batch.adv if batch.adv.dim() == 2 else batch.adv[:, None],

@@ -18,7 +18,7 @@ import torch
 
 from . import _dispatch as D
 from ._vocab_math import chunk_grad_, chunk_log_softmax
-from .grpo_loss import GRPOBatch, prepare_grpo, sums_to_stats, torch_sums, triton_sums
+from .grpo_loss import GRPOBatch, prepare_grpo, sums_to_stats, torch_sums, triton_sums, with_logp
 from .linear_token_logprobs import (
     _weight_slices,
     chunk_backprop,
@@ -47,9 +47,15 @@ def _torch_chunk(h_c, weight, bias, targets, tokens: dict, cfg, inv_t, slices, w
 
 
 def _torch_forward(hidden, weight, bias, targets, batch: GRPOBatch, inv_t, want_entropy, want_grad):
-    """(sums, entropy | None, grads | None) in one pass over token chunks."""
+    """(sums, entropy | None, grads | None) in one pass over token chunks (two with sequence-level
+    ratios: GSPO needs every token's log-prob before any token's loss)."""
     n = hidden.shape[0]
     slices = _weight_slices(weight)
+    if batch.sequences is not None:
+        logp = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        for sl in D.row_chunks(n, weight.shape[0]):
+            logp[sl] = chunk_log_softmax(chunk_logits(hidden[sl], weight, bias, inv_t, slices), targets[sl], False)[1]
+        batch = with_logp(batch, logp.view(batch.old.shape))
     flat = {"old": batch.old, "mask": batch.mask, "weights": batch.weights,
             "adv": batch.adv if batch.adv.dim() == 2 else batch.adv[:, None].expand_as(batch.old),
             "ref": None if batch.ref is None else batch.ref.float()}
@@ -74,7 +80,8 @@ def _torch_forward(hidden, weight, bias, targets, batch: GRPOBatch, inv_t, want_
 
 def _triton_forward(hidden, weight, bias, targets, batch: GRPOBatch, inv_t, want_grad):
     logp, lse, ent = triton_linear_stats(hidden, weight, bias, targets, inv_t)
-    sums, dpg, dkl = triton_sums(logp.view(batch.old.shape), batch, want_grad)
+    logp = logp.view(batch.old.shape)
+    sums, dpg, dkl = triton_sums(logp, with_logp(batch, logp), want_grad)
     if not want_grad:
         return sums, ent, None
     g = (dpg if dkl is None else dpg + dkl).reshape(-1)
@@ -107,7 +114,8 @@ class _LinearGRPO(torch.autograd.Function):
 
 def linear_grpo_loss(hidden, weight, targets, old_logp, advantages, mask, *, bias=None, temperature=1.0,
                      ref_logp=None, eps_low=0.2, eps_high=0.28, dual_clip=None, kl_coef=0.0, kl_kind="k3",
-                     agg="seq-mean-token-mean", return_entropy=False, backend=None):
+                     agg="seq-mean-token-mean", segment_ids=None, norm_len=None, ratio_level="token",
+                     return_entropy=False, backend=None):
     """``grpo_loss(linear_token_logprobs(hidden, weight, targets, ...), ...)`` fused; returns ``(loss, stats)``.
 
     hidden [B, T, H], weight [V, H], targets [B, T]; the other arguments are those of ``grpo_loss``.
@@ -119,7 +127,8 @@ def linear_grpo_loss(hidden, weight, targets, old_logp, advantages, mask, *, bia
         raise ValueError(f"hidden must be [B, T, H], got shape {tuple(hidden.shape)}")
     h2, w, b, tgt, batch_shape = prepare_linear(hidden, weight, targets, bias, temperature)
     batch = prepare_grpo(batch_shape, hidden.device, old_logp, advantages, mask, ref_logp, eps_low=eps_low,
-                         eps_high=eps_high, dual_clip=dual_clip, kl_coef=kl_coef, kl_kind=kl_kind, agg=agg)
+                         eps_high=eps_high, dual_clip=dual_clip, kl_coef=kl_coef, kl_kind=kl_kind, agg=agg,
+                         segment_ids=segment_ids, norm_len=norm_len, ratio_level=ratio_level)
     use_triton = D.resolve_backend(backend, hidden.device) == "triton"
     loss, sums, ent = _LinearGRPO.apply(h2, w, b, tgt, batch, 1.0 / float(temperature), return_entropy, use_triton)
     stats = sums_to_stats(sums, batch.ref is not None)

@@ -39,38 +39,68 @@ def masked_mean(values, mask):
     return torch.where(mask, values.double(), 0.0).sum() / mask.sum().clamp(min=1)
 
 
-def aggregate(token_loss, mask, agg):
+def sequences_of(mask, segment_ids=None):
+    """One boolean [B, T] selector per sequence: each row, or each distinct segment id."""
+    if segment_ids is None:
+        rows = torch.arange(mask.shape[0], device=mask.device)[:, None].expand_as(mask)
+        return [rows == b for b in range(mask.shape[0])]
+    return [segment_ids == s for s in torch.unique(segment_ids).tolist()]
+
+
+def aggregate(token_loss, mask, agg, segment_ids=None, norm_len=None):
+    """The aggregations written out sequence by sequence (a Python loop, no weights)."""
     mask = mask.bool()
     if agg == "token-mean":
         return masked_mean(token_loss, mask)
-    counts = mask.sum(-1)
-    seq_sums = torch.where(mask, token_loss, 0.0).sum(-1)
-    if agg == "seq-mean-token-mean":
-        return masked_mean(seq_sums / counts.clamp(min=1), counts > 0)
-    if agg == "seq-mean-token-sum":
-        return masked_mean(seq_sums, counts > 0)
-    raise ValueError(f"unknown agg {agg!r}")
+    per_seq = []
+    for sel in sequences_of(mask, segment_ids):
+        live = sel & mask
+        if not live.any():
+            continue
+        total = torch.where(live, token_loss, 0.0).sum()
+        if agg == "seq-mean-token-mean":
+            total = total / live.sum()
+        elif agg == "seq-mean-token-sum-norm":
+            total = total / norm_len
+        elif agg != "seq-mean-token-sum":
+            raise ValueError(f"unknown agg {agg!r}")
+        per_seq.append(total)
+    return torch.stack(per_seq).mean() if per_seq else token_loss.sum() * 0.0
+
+
+def sequence_ratios(logp, old_logp, mask, segment_ids=None):
+    """GSPO: per token, exp(mean over its sequence's unmasked tokens of (logp - old)), differentiable
+    through that mean (GSPO's own gradient, which GSPO-token's equals for per-sequence advantages)."""
+    log_ratio = torch.zeros_like(logp)
+    for sel in sequences_of(mask, segment_ids):
+        live = sel & mask.bool()
+        if live.any():
+            mean = (logp - old_logp)[live].mean()
+            log_ratio = torch.where(sel, mean, log_ratio)
+    return log_ratio
 
 
 def grpo_loss(logp, old_logp, advantages, mask, ref_logp=None, eps_low=0.2, eps_high=0.28,
-              dual_clip=None, kl_coef=0.0, kl_kind="k3", agg="seq-mean-token-mean"):
+              dual_clip=None, kl_coef=0.0, kl_kind="k3", agg="seq-mean-token-mean", segment_ids=None, norm_len=None,
+              ratio_level="token"):
     logp, old_logp = logp.double(), old_logp.double()
     adv = advantages.double()
     adv = adv.unsqueeze(-1).expand_as(logp) if adv.dim() == 1 else adv
-    ratio = (logp - old_logp).clamp(-20, 20).exp()
+    log_ratio = logp - old_logp if ratio_level == "token" else sequence_ratios(logp, old_logp, mask, segment_ids)
+    ratio = log_ratio.clamp(-20, 20).exp()
     token_loss = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - eps_low, 1 + eps_high))
     if dual_clip is not None:
         token_loss = torch.where(adv < 0, torch.minimum(token_loss, -adv * dual_clip), token_loss)
     stats = {
         "clipfrac_high": masked_mean((adv > 0) & (ratio > 1 + eps_high), mask),
         "clipfrac_low": masked_mean((adv < 0) & (ratio < 1 - eps_low), mask),
-        "ppo_kl": masked_mean(old_logp - logp, mask),
+        "ppo_kl": masked_mean(-log_ratio, mask),
     }
     if ref_logp is not None:
         kl = kl_penalty(logp, ref_logp, kl_kind)
         stats["kl"] = masked_mean(kl, mask)
         token_loss = token_loss + kl_coef * kl
-    return aggregate(token_loss, mask, agg), {k: v.detach() for k, v in stats.items()}
+    return aggregate(token_loss, mask, agg, segment_ids, norm_len), {k: v.detach() for k, v in stats.items()}
 
 
 def linear_grpo_loss(hidden, weight, targets, old_logp, advantages, mask, bias=None,

@@ -6,7 +6,8 @@ from helpers import BACKENDS, DEVICE, DTYPES, assert_grad, assert_output, assert
 
 import libra_kernels as lk
 
-AGGS = ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"]
+AGGS = ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
+NORM_LEN = 16  # Dr. GRPO's constant, whenever agg="seq-mean-token-sum-norm"
 FLOAT_INPUTS = ("logp", "old_logp", "advantages", "ref_logp")
 
 
@@ -34,6 +35,8 @@ def check_grpo(backend, data, dtype=torch.float32, use_ref=False, **options):
     args = data["old_logp"], data["advantages"], data["mask"]
     if use_ref:
         options["ref_logp"] = data["ref_logp"]
+    if options.get("agg") == "seq-mean-token-sum-norm":
+        options["norm_len"] = NORM_LEN
     loss, stats = lk.grpo_loss(logp, *args, backend=backend, **options)
     loss_ref, stats_ref = ref.grpo_loss(logp_ref, *args, **options)
     assert loss.shape == ()
@@ -63,6 +66,11 @@ OPTION_CASES = {
     "long-sequences": (dict(batch=2, length=1100, adv_level="token"), {}),
     "combined": (dict(spread=1.5, adv_level="token", batch=3, length=33),
                  dict(dual_clip=2.0, use_ref=True, kl_coef=0.1, kl_kind="k2", agg="token-mean")),
+    # GSPO's sequence ratio: small spreads so some sequences clip at GSPO's own eps, some do not
+    "gspo": (dict(spread=0.01), dict(ratio_level="sequence", eps_low=3e-4, eps_high=4e-4)),
+    "gspo-wide": (dict(spread=0.5), dict(ratio_level="sequence", use_ref=True, kl_coef=1e-3)),
+    "gspo-token-mean": (dict(spread=0.3), dict(ratio_level="sequence", agg="token-mean", dual_clip=3.0)),
+    "dr-grpo": (dict(spread=0.3), dict(agg="seq-mean-token-sum-norm", use_ref=True, kl_coef=1e-3)),
 }
 
 
@@ -104,6 +112,79 @@ def test_grpo_loss_fully_masked_batch(backend, agg):
     assert torch.all(grad == 0)
 
 
+def packed(data, lengths=(5, 1, 7, 4), adv_level="seq"):
+    """Several sequences per row: ``segment_ids`` [B, T] with a few sequences per row (and a pad run of id
+    -1 at the end of a row, masked), advantages per token (a sequence's advantage at each of its tokens)."""
+    b, t = data["logp"].shape
+    ids = torch.full((b, t), -1, dtype=torch.long, device=DEVICE)
+    next_id = 0
+    for row in range(b):
+        at = 0
+        for n in lengths:
+            if at + n > t - 1:
+                break
+            ids[row, at:at + n] = next_id
+            next_id, at = next_id + 1, at + n
+    data["mask"] = data["mask"] & (ids >= 0)
+    per_seq = torch.randn(next_id + 1, device=DEVICE)
+    data["advantages"] = per_seq[ids] if adv_level == "seq" else data["advantages"].expand(b, t).contiguous()
+    return data, ids
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("agg", AGGS)
+@pytest.mark.parametrize("ratio_level", ["token", "sequence"])
+def test_grpo_loss_packed_sequences(backend, agg, ratio_level):
+    """segment_ids: each sequence of a packed row is aggregated (and, for GSPO, ratioed) on its own."""
+    data, ids = packed(grpo_batch(batch=3, length=19, spread=0.3))
+    check_grpo(backend, data, segment_ids=ids, agg=agg, ratio_level=ratio_level, use_ref=True, kl_coef=1e-3)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("agg", AGGS)
+@pytest.mark.parametrize("ratio_level", ["token", "sequence"])
+def test_one_packed_row_equals_the_padded_batch(backend, agg, ratio_level):
+    """The same sequences as padded rows or concatenated into one row with segment ids: same loss,
+    stats and per-token gradients (what the trainer's packed passes rely on)."""
+    torch.manual_seed(1)
+    data = grpo_batch(batch=4, length=9, spread=0.3)
+    data["mask"][1, 0] = True  # every sequence has a token: the packed row keeps them all
+    norm = {"norm_len": NORM_LEN} if agg == "seq-mean-token-sum-norm" else {}
+    options = dict(agg=agg, ratio_level=ratio_level, kl_coef=1e-3, backend=backend, **norm)
+    lengths = [int(row.nonzero().max()) + 1 for row in data["mask"]]
+    logp = data["logp"].clone().requires_grad_()
+    loss, stats = lk.grpo_loss(logp, data["old_logp"], data["advantages"], data["mask"],
+                               ref_logp=data["ref_logp"], **options)
+    loss.backward()
+
+    def cat(t):
+        return torch.cat([t[b, :n] for b, n in enumerate(lengths)])[None]
+
+    ids = cat(torch.arange(4, device=DEVICE)[:, None].expand(4, 9))
+    flat = cat(data["logp"]).clone().requires_grad_()
+    adv = cat(data["advantages"][:, None].expand(4, 9))
+    loss_p, stats_p = lk.grpo_loss(flat, cat(data["old_logp"]), adv, cat(data["mask"]),
+                                   ref_logp=cat(data["ref_logp"]), segment_ids=ids, **options)
+    loss_p.backward()
+    torch.testing.assert_close(loss_p, loss, rtol=1e-6, atol=1e-7)
+    for key in stats:
+        torch.testing.assert_close(stats_p[key], stats[key], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(flat.grad, cat(logp.grad), rtol=1e-6, atol=1e-8)
+
+
+def test_loss_family_arguments_are_checked():
+    data = grpo_batch()
+    args = data["logp"], data["old_logp"], data["advantages"], data["mask"]
+    with pytest.raises(ValueError, match="norm_len"):
+        lk.grpo_loss(*args, agg="seq-mean-token-sum-norm")
+    with pytest.raises(ValueError, match="ratio_level"):
+        lk.grpo_loss(*args, ratio_level="group")
+    with pytest.raises(ValueError, match="segment_ids must be an integer"):
+        lk.grpo_loss(*args, segment_ids=data["logp"])
+    with pytest.raises(ValueError, match="segment_ids has shape"):
+        lk.grpo_loss(*args, segment_ids=torch.zeros(2, 2, dtype=torch.long, device=DEVICE))
+
+
 def linear_batch(batch, length, hidden_size, vocab, dtype, with_bias, temperature=1.0):
     """(kernel input, float64 twin) pairs for hidden, weight, bias; old log-probs near the current ones."""
     twins = (
@@ -125,6 +206,9 @@ LINEAR_CASES = {
     "all-options": ((2, 9, 64, 600), dict(temperature=0.7, agg="token-mean", dual_clip=3.0,
                                          use_ref=True, kl_coef=1e-3, kl_kind="k3")),
     "seq-sum": ((4, 40, 96, 300), dict(temperature=1.5, agg="seq-mean-token-sum")),
+    "gspo": ((3, 11, 48, 333), dict(ratio_level="sequence", use_ref=True, kl_coef=1e-3)),
+    "dr-grpo-packed": ((2, 19, 40, 257), dict(agg="seq-mean-token-sum-norm", norm_len=NORM_LEN, packed=True)),
+    "gspo-packed": ((2, 19, 40, 257), dict(ratio_level="sequence", temperature=0.7, packed=True)),
 }
 
 
@@ -137,6 +221,8 @@ def test_linear_grpo_loss(backend, with_bias, dtype, sizes, options):
     twins, targets, data = linear_batch(*sizes, dtype, with_bias, options.get("temperature", 1.0))
     if options.pop("use_ref", False):
         options["ref_logp"] = data["ref_logp"]
+    if options.pop("packed", False):
+        data, options["segment_ids"] = packed(data)
     (hidden, hidden_ref), (weight, weight_ref), (bias, bias_ref) = twins
     args = targets, data["old_logp"], data["advantages"], data["mask"]
     loss, stats = lk.linear_grpo_loss(hidden, weight, *args, bias=bias, return_entropy=True,
