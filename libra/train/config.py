@@ -24,6 +24,9 @@ class RunConfig:
     seed: int = 0
     global_batch_size: int = 256  # sequences per optimizer step, whatever the world size
     micro_batch_size: int = 1  # packed rows per forward/backward on each rank
+    # GRPO passes: pack rollouts into micro-batches of at most this many tokens, one row each, no padding
+    # (0: micro_batch_size rollouts per micro-batch, padded to the longest)
+    max_tokens_per_micro_batch: int = 0
     max_steps: int | None = None  # stop early (None: run the configured epochs)
     save_every: int = 0  # optimizer steps between checkpoints (0: only at the end)
     keep_last: int = 2

@@ -43,7 +43,9 @@ from libra.train.config import ModelConfig, RunConfig
 from libra.train.model import full_state_dict
 from libra.train.optim import OptimConfig
 from libra.train.packing import Example
+from libra.train.rl_batches import ResponseTokens, micro_batches, response_tokens
 from libra.train.rl_tasks import TASKS, RLItem, load_rl_items, score
+from libra.train.rollout_correction import check_thresholds, correct
 from libra.train.session import TrainSession, load_tokenizer
 
 
@@ -72,12 +74,27 @@ class RolloutConfig:
 
 @dataclass
 class GRPOLossConfig:
+    """The loss family (``libra_kernels.grpo_loss``'s keywords): the paper's GRPO is the default
+    (seq-mean-token-mean, per-token ratio); DAPO's token-mean is ``agg=token-mean``; Dr. GRPO is
+    ``agg=seq-mean-token-sum-norm`` (``norm_len``, default the generation limit) with
+    ``scale_advantages=false``; GSPO is ``ratio_level=sequence`` with its own small clip range (e.g.
+    eps_low 3e-4, eps_high 4e-4). ``mask_truncated`` is DAPO's overlong filtering. ``rollout_correction``
+    (see ``rollout_correction.py``) reweights or masks tokens by the trainer/engine probability ratio:
+    TIS caps it at ``correction_high``; the mask modes keep ratios in [correction_low, correction_high]."""
+
     eps_low: float = 0.2
     eps_high: float = 0.28
     dual_clip: float | None = None
     kl_coef: float = 1e-3  # 0 turns the reference model off (RL-zero)
     kl_kind: Literal["k1", "k2", "k3", "abs"] = "k3"
-    agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"] = "seq-mean-token-mean"
+    agg: Literal[lk.AGGS] = "seq-mean-token-mean"
+    norm_len: int | None = None  # Dr. GRPO's constant (None: rollout.max_tokens)
+    ratio_level: Literal["token", "sequence"] = "token"
+    scale_advantages: bool = True  # divide group advantages by the group's std (Dr. GRPO: false)
+    mask_truncated: bool = False
+    rollout_correction: Literal["none", "tis-token", "tis-seq", "mask-token", "mask-seq"] = "none"
+    correction_low: float = 0.5
+    correction_high: float = 2.0
     ppo_epochs: int = 1
 
 
@@ -193,35 +210,42 @@ def generate_and_score(engine, items: list[RLItem], base_seed: int, cfg: GRPOCon
     return out
 
 
-def _aligned(rows: list[Rollout], values: list, mask: torch.Tensor) -> torch.Tensor:
-    """Per-response-token values placed at the positions that predict those tokens (mask == 1)."""
-    out = torch.zeros_like(mask)
-    for r, v in enumerate(values):
-        out[r, mask[r] > 0] = torch.as_tensor(v, dtype=out.dtype)
-    return out
-
-
-def _micro_batches(rollouts: list[Rollout], size: int) -> list[list[Rollout]]:
-    return [rollouts[i:i + size] for i in range(0, len(rollouts), size)]
-
-
-def _rows(rollouts: list[Rollout] | None) -> list[list[Example]] | None:
-    return [[r.example()] for r in rollouts] if rollouts else None
-
-
 @torch.no_grad()
 def compute_logprobs(session: TrainSession, model, rollouts: list[Rollout], attr: str, temperature: float) -> None:
     """Fill ``attr`` ("old_logp" or "ref_logp") of every rollout with ``model``'s response-token log-probs
     under the sampling temperature (the distribution the engine sampled from)."""
-    batches = _micro_batches(rollouts, session.cfg.run.micro_batch_size)
+    run = session.cfg.run
+    batches = micro_batches(rollouts, run.micro_batch_size, run.max_tokens_per_micro_batch)
     for i in range(session.passes(len(batches))):
-        rows = batches[i] if i < len(batches) else None
-        x = session.batch(_rows(rows))
-        logp = model(x["input_ids"], lambda h, w, b: lk.linear_token_logprobs(h, w, x["targets"], bias=b,
-                                                                               temperature=temperature),
-                     attention_mask=x["attention_mask"], position_ids=x["position_ids"])
-        for r, row in enumerate(rows or []):
-            setattr(row, attr, logp[r][x["loss_mask"][r] > 0].float().cpu())
+        rows = batches[i] if i < len(batches) else []
+        rt = response_tokens(session, rows, packed=run.max_tokens_per_micro_batch > 0)
+        logp = model(rt.inputs["input_ids"], lambda h, w, b: lk.linear_token_logprobs(
+            rt.gather(h), w, rt.targets, bias=b, temperature=temperature),
+            attention_mask=rt.inputs["attention_mask"], position_ids=rt.inputs["position_ids"])
+        for row, values in zip(rows, rt.split(logp)):
+            setattr(row, attr, values)
+
+
+UPDATE_STATS = ("clipfrac_high", "clipfrac_low", "ppo_kl", "kl", "entropy")
+UPDATE_COUNTS = ("tokens", "live_tokens", "units", "is_capped", "correction_dropped", "truncation_masked")
+
+
+def _loss_inputs(cfg: GRPOConfig, rt: ResponseTokens, rows: list[Rollout], old: torch.Tensor, counts: dict):
+    """(mask, advantages) per response token [1, n] for the loss: truncated completions masked when
+    ``loss.mask_truncated``; then the rollout correction from ``old`` (trainer) against the engine's
+    sampling log-probs: advantages reweighted, tokens dropped. Adds the token counts to ``counts``."""
+    loss_cfg = cfg.loss
+    mask = rt.cat([[0.0 if loss_cfg.mask_truncated and r.truncated else 1.0] * len(r.response_ids) for r in rows])
+    adv = rt.cat([[r.advantage] * len(r.response_ids) for r in rows])
+    counts["tokens"] += 0 if rt.idle else mask.numel()
+    counts["truncation_masked"] += 0 if rt.idle else float((mask == 0).sum())
+    if loss_cfg.rollout_correction != "none" and not rt.idle:
+        c = correct(loss_cfg.rollout_correction, old[0], rt.cat([r.engine_logp for r in rows])[0], rt.segments[0],
+                    low=loss_cfg.correction_low, high=loss_cfg.correction_high)
+        counts["is_capped"] += c.capped
+        counts["correction_dropped"] += float(((c.keep == 0) & (mask[0] > 0)).sum())
+        mask, adv = mask * c.keep[None], adv * c.weights[None]
+    return mask, adv
 
 
 def update(session: TrainSession, cfg: GRPOConfig, mini: list[Rollout], on_policy: bool) -> dict:
@@ -230,50 +254,68 @@ def update(session: TrainSession, cfg: GRPOConfig, mini: list[Rollout], on_polic
     ``on_policy`` (one PPO epoch, one mini-batch per rollout step): the weights have not moved since the
     rollouts were sampled, so the old log-probs are this pass's own, detached, and no separate old-log-prob
     pass is needed. The loss then runs ``linear_token_logprobs`` + ``grpo_loss`` (still no logits), and
-    the pass's log-probs are kept as each rollout's ``old_logp`` for the mismatch metric."""
-    world, model, loss_cfg = session.world, session.model, cfg.loss
-    seqs, toks = len(mini), sum(len(r.response_ids) for r in mini)
-    global_seqs, global_toks = session.global_sum(seqs, toks)
-    batches = _micro_batches(mini, cfg.run.micro_batch_size)
+    the pass's log-probs are kept as each rollout's ``old_logp`` for the mismatch metric.
+
+    Normalisation: each micro-batch's loss is the kernel's aggregate over its own live (unmasked) tokens
+    or sequences, times that count ("units"); after the last micro-batch the gradient is divided by the
+    global count, known only then (masks can come from this very pass), so a token masked by truncation
+    or rollout correction leaves every denominator and a step means the same at any world size and any
+    micro-batch layout."""
+    world, model, loss_cfg, run = session.world, session.model, cfg.loss, cfg.run
+    packed = run.max_tokens_per_micro_batch > 0
+    batches = micro_batches(mini, run.micro_batch_size, run.max_tokens_per_micro_batch)
     n = session.passes(len(batches))
-    sums = {"clipfrac_high": 0.0, "clipfrac_low": 0.0, "ppo_kl": 0.0, "kl": 0.0, "entropy": 0.0}
-    loss_kw = dict(eps_low=loss_cfg.eps_low, eps_high=loss_cfg.eps_high, dual_clip=loss_cfg.dual_clip,
-                   kl_coef=loss_cfg.kl_coef, kl_kind=loss_cfg.kl_kind, agg=loss_cfg.agg)
+    sums = dict.fromkeys(UPDATE_STATS, 0.0)
+    counts = dict.fromkeys(UPDATE_COUNTS, 0.0)
+    kernel_kw = dict(eps_low=loss_cfg.eps_low, eps_high=loss_cfg.eps_high, dual_clip=loss_cfg.dual_clip,
+                     kl_coef=loss_cfg.kl_coef, kl_kind=loss_cfg.kl_kind, agg=loss_cfg.agg,
+                     norm_len=loss_cfg.norm_len or cfg.rollout.max_tokens, ratio_level=loss_cfg.ratio_level)
     temperature = cfg.rollout.temperature
     for i in range(n):
         session.sync_gradients(i == n - 1)
-        rows_ = batches[i] if i < len(batches) else []
-        x = session.batch(_rows(rows_))
-        mask = x["loss_mask"]
-        ref = _aligned(rows_, [r.ref_logp for r in rows_], mask) if loss_cfg.kl_coef > 0 else None
-        adv = torch.tensor([r.advantage for r in rows_] or [0.0], device=world.device)
+        rows = batches[i] if i < len(batches) else []
+        rt = response_tokens(session, rows, packed)
+        ref = rt.cat([r.ref_logp for r in rows]) if loss_cfg.kl_coef > 0 else None
 
         if on_policy:
             def head(h, w, b):
-                logp, entropy = lk.linear_token_logprobs(h, w, x["targets"], bias=b, temperature=temperature,
-                                                         return_entropy=True)
-                loss, stats = lk.grpo_loss(logp, logp.detach(), adv, mask, ref_logp=ref, **loss_kw)
+                logp, entropy = lk.linear_token_logprobs(rt.gather(h), w, rt.targets, bias=b,
+                                                         temperature=temperature, return_entropy=True)
+                old = logp.detach()
+                mask, adv = _loss_inputs(cfg, rt, rows, old, counts)
+                loss, stats = lk.grpo_loss(logp, old, adv, mask, ref_logp=ref, segment_ids=rt.segments, **kernel_kw)
                 stats["entropy"] = float((entropy.detach() * mask).sum() / mask.sum().clamp(min=1))
-                for r, row in enumerate(rows_):
-                    row.old_logp = logp[r][mask[r] > 0].detach().float().cpu()
-                return loss, stats
+                for row, values in zip(rows, rt.split(old)):
+                    row.old_logp = values
+                return loss, stats, mask
         else:
-            old = _aligned(rows_, [r.old_logp for r in rows_], mask)
+            old = rt.cat([r.old_logp for r in rows])
+            mask, adv = _loss_inputs(cfg, rt, rows, old, counts)
 
             def head(h, w, b):
-                return lk.linear_grpo_loss(h, w, x["targets"], old, adv, mask, bias=b, ref_logp=ref,
-                                           temperature=temperature, return_entropy=True, **loss_kw)
+                loss, stats = lk.linear_grpo_loss(rt.gather(h), w, rt.targets, old, adv, mask, bias=b, ref_logp=ref,
+                                                  temperature=temperature, return_entropy=True,
+                                                  segment_ids=rt.segments, **kernel_kw)
+                return loss, stats, mask
 
-        loss, stats = model(x["input_ids"], head, attention_mask=x["attention_mask"], position_ids=x["position_ids"])
-        local_seqs, local_toks = len(rows_), float(mask.sum())
-        share = local_toks / max(global_toks, 1) if loss_cfg.agg == "token-mean" else local_seqs / max(global_seqs, 1)
-        (loss * share * world.world_size).backward()
+        loss, stats, mask = model(rt.inputs["input_ids"], head, attention_mask=rt.inputs["attention_mask"],
+                                  position_ids=rt.inputs["position_ids"])
+        live = float(mask.sum())
+        live_seqs = 0 if rt.idle else int(torch.zeros(len(rows)).index_add_(
+            0, rt.segments[0].cpu(), mask[0].cpu()).gt(0).sum())
+        units = live if loss_cfg.agg == "token-mean" else live_seqs
+        (loss * units).backward()
+        counts["live_tokens"] += live
+        counts["units"] += units
         for k in sums:
             if k in stats:
-                sums[k] += float(stats[k]) * local_toks
-    step = session.optimizer_step()
-    totals = session.global_sum(*sums.values())
-    return {**step, **{k: v / max(global_toks, 1) for k, v in zip(sums, totals)}}
+                sums[k] += float(stats[k]) * live
+    totals = dict(zip([*sums, *counts], session.global_sum(*sums.values(), *counts.values())))
+    step = session.optimizer_step(grad_scale=world.world_size / max(totals["units"], 1.0))
+    live_total, all_tokens = max(totals["live_tokens"], 1.0), max(totals["tokens"], 1.0)
+    return {**step, **{k: totals[k] / live_total for k in sums},
+            "is_capped": totals["is_capped"] / all_tokens, "correction_dropped": totals["correction_dropped"] / all_tokens,
+            "truncation_masked": totals["truncation_masked"] / all_tokens}
 
 
 def _uniform(rewards: torch.Tensor, n: int) -> torch.Tensor:
@@ -281,12 +323,13 @@ def _uniform(rewards: torch.Tensor, n: int) -> torch.Tensor:
     return rewards.float().view(-1, n).std(dim=1, unbiased=False) == 0
 
 
-def _select(rollouts: list[Rollout], n: int, dynamic: bool) -> list[Rollout]:
-    """Group advantages; with dynamic sampling, only groups whose rewards differ are kept."""
+def _select(rollouts: list[Rollout], n: int, dynamic: bool, scale: bool = True) -> list[Rollout]:
+    """Group advantages (divided by the group's std when ``scale``); with dynamic sampling, only groups
+    whose rewards differ are kept."""
     if not rollouts:
         return []
     rewards = torch.tensor([r.reward for r in rollouts], dtype=torch.float32)
-    adv = lk.group_advantages(rewards, n)
+    adv = lk.group_advantages(rewards, n, scale=scale)
     for r, a in zip(rollouts, adv.tolist()):
         r.advantage = a
     if not dynamic:
@@ -320,7 +363,7 @@ def collect_rollouts(session: TrainSession, cfg: GRPOConfig, engine, items: list
         seed = cfg.run.seed * 1_000_003 + (start + world.rank * share) * n  # unique per sample
         batch = generate_and_score(engine, [items[i] for i in chosen], seed, cfg, first_group=round_ * share)
         rollouts += batch
-        kept += _select(batch, n, cfg.rollout.dynamic_sampling)
+        kept += _select(batch, n, cfg.rollout.dynamic_sampling, cfg.loss.scale_advantages)
         (global_kept,) = session.global_sum(len(kept) // n)
         if not cfg.rollout.dynamic_sampling or global_kept >= P:
             break
@@ -350,6 +393,8 @@ def learn(session: TrainSession, cfg: GRPOConfig, kept: list[Rollout], reference
     for _ in range(cfg.loss.ppo_epochs):
         rng.shuffle(groups)
         for part in (set(groups[i::P // G]) for i in range(P // G)):
+            if session.done:  # run.max_steps inside a rollout step: stop there, never overshoot
+                return stats, logprob_s
             stats.append(update(session, cfg, [r for r in kept if r.group in part], on_policy))
     return stats, logprob_s
 
@@ -414,6 +459,12 @@ def train_grpo(cfg: GRPOConfig, *, engine_factory: EngineFactory | None = None) 
         raise ConfigError(cfg.data.train, "data.train", "no usable prompts")
     if P % G:
         raise ConfigError("config", "data.prompts_per_step", f"{P} is not a multiple of run.global_batch_size={G}")
+    try:
+        check_thresholds(cfg.loss.rollout_correction, cfg.loss.correction_low, cfg.loss.correction_high)
+    except ValueError as err:
+        raise ConfigError("config", "loss.rollout_correction", str(err)) from None
+    if cfg.run.max_tokens_per_micro_batch < 0:
+        raise ConfigError("config", "run.max_tokens_per_micro_batch", "must be >= 0 (0: micro_batch_size rows)")
     updates_per_step = cfg.loss.ppo_epochs * (P // G)
     rollout_steps = max(1, -(-len(items) * cfg.data.epochs // P))
     total = rollout_steps * updates_per_step
@@ -432,7 +483,7 @@ def train_grpo(cfg: GRPOConfig, *, engine_factory: EngineFactory | None = None) 
             if session.step == 0 and held_out.due(first=True):  # before any update
                 session.logger.log(0, held_out(engine))
             while not session.done:
-                t0 = time.perf_counter()
+                t0, first_update = time.perf_counter(), session.step
                 step = collect_rollouts(session, cfg, engine, items, stream)
                 engine.sleep()
                 t1 = time.perf_counter()
@@ -445,7 +496,7 @@ def train_grpo(cfg: GRPOConfig, *, engine_factory: EngineFactory | None = None) 
                 if held_out.due():
                     metrics.update(held_out(engine))
                 session.logger.log(session.step, metrics)
-                session.maybe_save({"cursor": stream.cursor})
+                session.maybe_save({"cursor": stream.cursor}, since=first_update)
             session.finish({"cursor": stream.cursor})
         finally:
             engine.close()
@@ -467,7 +518,9 @@ def _step_metrics(session: TrainSession, step: RolloutStep, updates: list[dict],
         "kept_fraction": kept_n / n, "uniform_groups": step.uniform_groups / max(step.groups, 1),
         "logprob_mismatch": mm_sum / mm_tokens if mm_tokens else 0.0,
         **{k: sum(u[k] for u in updates) / len(updates) for k in ("clipfrac_high", "clipfrac_low", "ppo_kl", "kl",
-                                                                  "entropy", "grad_norm") if updates},
+                                                                  "entropy", "grad_norm", "is_capped",
+                                                                  "correction_dropped", "truncation_masked")
+           if updates},
         "lr": last.get("lr", 0.0), "skipped": sum(u["skipped"] for u in updates),
         "time_generate": t1 - t0, "time_logprobs": t2 - t1, "time_update": t3 - t2, "time_sync": t4 - t3,
         "tokens_per_s": all_tokens / (t4 - t0), "generate_tokens_per_s": length / max(t1 - t0, 1e-9),

@@ -167,9 +167,14 @@ class TrainSession:
         """Reduce-scatter gradients only on the last micro-batch of an accumulation (saves traffic)."""
         self.model.set_requires_gradient_sync(enabled)
 
-    def optimizer_step(self) -> dict:
-        """Clip, then step, unless the loss or a gradient is not finite: then the step is skipped, the
-        gradients dropped, and the weights stay as they were (the schedule still advances)."""
+    def optimizer_step(self, grad_scale: float = 1.0) -> dict:
+        """Scale the gradients (a loss normaliser known only after the backward passes), clip, then step,
+        unless the loss or a gradient is not finite: then the step is skipped, the gradients dropped, and
+        the weights stay as they were (the schedule still advances)."""
+        if grad_scale != 1.0:
+            for p in self.model.parameters():
+                if p.grad is not None:
+                    p.grad.mul_(grad_scale)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
         norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
         skipped = not math.isfinite(norm)
@@ -186,9 +191,14 @@ class TrainSession:
     def global_sum(self, *values: float) -> list[float]:
         return all_reduce_sum(list(values), self.world.device)
 
-    def maybe_save(self, trainer_state: dict, *, force: bool = False) -> None:
+    def maybe_save(self, trainer_state: dict, *, force: bool = False, since: int | None = None) -> None:
+        """Save when a multiple of ``run.save_every`` lies in (since, step] (default since = step - 1:
+        exactly at the multiples). A trainer that takes several optimizer steps between the points where it
+        can save (GRPO: all updates of one rollout step) passes the step it started from, so a multiple
+        inside those updates saves at the next such point instead of being skipped."""
         every = self.cfg.run.save_every
-        if force or (every > 0 and self.step % every == 0):
+        since = self.step - 1 if since is None else since
+        if force or (every > 0 and self.step // every > since // every):
             state = dict(trainer_state, scheduler=self.scheduler.state_dict())
             self.checkpoints.save(self.step, self.model, self.optimizer, state)
 

@@ -2,11 +2,9 @@
 import json
 
 import pytest
-import torch
 
 from libra.data.jsonl import DataError, SkipCounter
-from libra.train.grpo import PromptStream, Rollout, _aligned, _select
-from libra.train.packing import batch_inputs
+from libra.train.grpo import PromptStream, Rollout, _select
 from libra.train.rl_tasks import load_rl_items, score
 
 
@@ -69,17 +67,6 @@ def test_dynamic_sampling_keeps_groups_whose_rewards_differ():
     assert sum(r.advantage for r in kept) == pytest.approx(0.0, abs=1e-6) and kept[0].advantage > 0
     assert len(_select(rollouts, 4, dynamic=False)) == 8
     assert _select([_rollout(0, 0.0) for _ in range(4)], 4, dynamic=True) == []
-
-
-def test_response_values_sit_on_the_positions_that_predict_them():
-    rows = [Rollout(0, [5, 6, 7], [8, 9], [-0.1, -0.2], 0, False, False),
-            Rollout(0, [5], [8, 9, 10], [-0.3, -0.4, -0.5], 0, False, False)]
-    x = batch_inputs([[r.example()] for r in rows], pad_id=0)
-    values = _aligned(rows, [r.engine_logp for r in rows], x["loss_mask"])
-    assert values[0].tolist() == pytest.approx([0, 0, -0.1, -0.2, 0])
-    assert values[1].tolist() == pytest.approx([-0.3, -0.4, -0.5, 0, 0])
-    assert x["targets"][0, 2:4].tolist() == [8, 9] and x["targets"][1, :3].tolist() == [8, 9, 10]
-    assert torch.equal(values != 0, x["loss_mask"] > 0)
 
 
 def test_verification_rows_render_with_their_reference_answer(tmp_path):
