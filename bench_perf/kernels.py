@@ -37,6 +37,7 @@ from bench_perf.common import (
     peak_growth_mb,
     peak_tflops,
     print_table,
+    roofline_tflops,
     run_worker,
     time_calls,
     versions,
@@ -59,6 +60,11 @@ RTOL = {"fp32": 1e-4, "bf16": 5e-2}
 # The targets ours must meet (CPU, N=1024, H=896, V=151936, fp32): max of ours/competitor.
 TARGETS = [("time", "naive", 1.1), ("time", "liger", 1.0), ("mem", "naive", 0.40), ("mem", "liger", 0.60)]
 FLOPS_CONVENTION = "6*N*H*V per fwd+bwd: 2NHV for the logits, 2NHV each for grad_hidden and grad_weight"
+BYTES_CONVENTION = ("least HBM traffic of a fwd+bwd that never materialises the logits: read hidden and weight, "
+                    "write grad_hidden and grad_weight (each in the input dtype), plus the per-token targets "
+                    "(int64), mask, old_logp (and ref_logp with --kl) in fp32 and the fp32 advantages")
+ROOFLINE_CONVENTION = ("roofline = min(peak dense TFLOP/s of the dtype, FLOPs / least bytes x HBM bandwidth), "
+                       "peaks from bench_perf.common.DEVICE_PEAKS (NVIDIA datasheets)")
 
 
 @dataclass(frozen=True)
@@ -320,20 +326,35 @@ def run_case(shape: Shape, dtype: str, names: list[str], args: argparse.Namespac
             res["correctness"] = max_abs_diffs(ours["outputs"], res["outputs"], dtype)
         res["time_ratio_ours_over_this"] = ratio(ours.get("time_ms", {}).get("median"), res["time_ms"]["median"])
         res["mem_ratio_ours_over_this"] = ratio(ours.get("peak_mem_mb"), res["peak_mem_mb"])
-        res.update(throughput(shape, dtype, res["time_ms"]["median"], args.device))
+        res.update(throughput(shape, dtype, res["time_ms"]["median"], args.device, args.kl))
     for res in results.values():
         res.pop("outputs", None)
     return {"shape": {**asdict(shape), "N": shape.N}, "dtype": dtype, "competitors": results,
             "targets": target_checks(shape, dtype, args.device, results)}
 
 
-def throughput(shape: Shape, dtype: str, median_ms: float, device: str) -> dict[str, Any]:
-    """TFLOP/s-equivalent under FLOPS_CONVENTION and its share of the device peak (CUDA only)."""
+def min_bytes(shape: Shape, dtype: str, kl: bool) -> int:
+    """Least bytes a fwd+bwd must move to and from HBM, under BYTES_CONVENTION."""
+    itemsize = torch.empty((), dtype=DTYPES[dtype]).element_size()
+    per_token = 8 + 4 + 4 + (4 if kl else 0)  # targets, mask, old_logp, ref_logp
+    return itemsize * 2 * (shape.N * shape.H + shape.V * shape.H) + shape.N * per_token + 4 * shape.B
+
+
+def throughput(shape: Shape, dtype: str, median_ms: float, device: str, kl: bool = False) -> dict[str, Any]:
+    """TFLOP/s-equivalent under FLOPS_CONVENTION, its share of the device's peak and of its roofline
+    (ROOFLINE_CONVENTION); CUDA only. At the Qwen shapes the op is compute-bound (intensity ~ 6N / (2 *
+    itemsize) FLOP/byte, far above the ridge point), so the roofline is the compute peak."""
     if not device.startswith("cuda"):
         return {}
-    tflops = 6 * shape.N * shape.H * shape.V / (median_ms * 1e-3) / 1e12
-    peak = peak_tflops(torch.cuda.get_device_name(torch.device(device)), dtype)
-    return {"tflops": tflops, "pct_of_peak": 100 * tflops / peak if peak else "unknown"}
+    flops = 6 * shape.N * shape.H * shape.V
+    tflops = flops / (median_ms * 1e-3) / 1e12
+    name = torch.cuda.get_device_name(torch.device(device))
+    peak = peak_tflops(name, dtype)
+    nbytes = min_bytes(shape, dtype, kl)
+    roof = roofline_tflops(name, dtype, flops, nbytes)
+    return {"tflops": tflops, "pct_of_peak": 100 * tflops / peak if peak else "unknown",
+            "arithmetic_intensity": flops / nbytes, "roofline_tflops": roof,
+            "pct_of_roofline": 100 * tflops / roof if roof else "unknown"}
 
 
 def target_checks(shape: Shape, dtype: str, device: str, results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -367,7 +388,7 @@ def report(cases: list[dict[str, Any]], cuda: bool) -> None:
     """Print the per-competitor table and the target-ratio table."""
     columns = ["competitor", "shape", "dtype", "median ms", "min ms", "max ms", "peak MB",
                "ours/this time", "ours/this mem", "d_loss", "d_grad_h", "d_grad_w", "others' cores"]
-    columns += ["TFLOP/s", "% peak"] if cuda else []
+    columns += ["TFLOP/s", "% peak", "% roofline"] if cuda else []
     rows = []
     for case in cases:
         label = case_label(case)
@@ -378,7 +399,7 @@ def report(cases: list[dict[str, Any]], cuda: bool) -> None:
                    res.get("mem_ratio_ours_over_this"), c.get("loss_max_abs_diff"),
                    c.get("grad_hidden_max_abs_diff"), c.get("grad_weight_proj_max_abs_diff"),
                    res.get("others_busy_cores")]
-            row += [res.get("tflops"), res.get("pct_of_peak")] if cuda else []
+            row += [res.get("tflops"), res.get("pct_of_peak"), res.get("pct_of_roofline")] if cuda else []
             rows.append(row + [status_text(res)])
     print_table("linear GRPO loss, fwd+bwd (ratios are ours / competitor: < 1 means ours is better)",
                 columns + ["status"], rows,
@@ -435,15 +456,8 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
     shapes, dtypes, names = default_plan(args)
-    cases = []
-    with tempfile.TemporaryDirectory(prefix="bench-kernels-") as tmp:
-        for shape in shapes:
-            for dtype in dtypes:
-                print(f"{shape.label} {dtype}", file=sys.stderr, flush=True)
-                cases.append(run_case(shape, dtype, names, args, Path(tmp)))
-    report(cases, device.type == "cuda")
     out = args.out or RESULTS_DIR / f"kernels-{device_slug(device)}{'-quick' if args.quick else ''}.json"
-    write_json(out, {
+    header = {
         "suite": "kernels",
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
@@ -451,11 +465,21 @@ def main(argv: list[str]) -> int:
         "versions": versions("torch", "triton", "liger-kernel", "libra-rm"),
         "config": {"eps_low": EPS_LOW, "eps_high": EPS_HIGH, "kl_coef": KL_COEF if args.kl else 0.0, "agg": AGG,
                    "liger_loss_type": LIGER_LOSS_TYPE, "reps": args.reps, "warmup": args.warmup,
-                   "rtol": RTOL, "flops_convention": FLOPS_CONVENTION,
+                   "rtol": RTOL, "flops_convention": FLOPS_CONVENTION, "bytes_convention": BYTES_CONVENTION,
+                   "roofline_convention": ROOFLINE_CONVENTION,
                    "timing": "CUDA: triton.testing.do_bench; CPU: wall clock per call, grads set to None between",
                    "memory": "peak growth of one fwd+bwd above the usage after inputs and warm-up, fresh process"},
-        "cases": cases,
-    })
+    }
+    cases = []
+    with tempfile.TemporaryDirectory(prefix="bench-kernels-") as tmp:
+        for shape in shapes:
+            for dtype in dtypes:
+                print(f"{shape.label} {dtype}", file=sys.stderr, flush=True)
+                cases.append(run_case(shape, dtype, names, args, Path(tmp)))
+                # Written after every case, so a run cut short (a time limit) still leaves what it measured.
+                write_json(out, {**header, "complete": False, "cases": cases})
+    report(cases, device.type == "cuda")
+    write_json(out, {**header, "complete": True, "cases": cases})
     print(f"wrote {out}", file=sys.stderr)
     bad = [(c["dtype"], n) for c in cases for n, r in c["competitors"].items()
            if (n == "ours" and r["status"] != "ok") or not r.get("correctness", {}).get("ok", True)]

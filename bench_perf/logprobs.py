@@ -27,6 +27,7 @@ from bench_perf.common import (
     device_slug,
     git_commit,
     peak_growth_mb,
+    peak_hbm_gbps,
     print_table,
     run_worker,
     time_calls,
@@ -37,8 +38,6 @@ from bench_perf.common import (
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 TEMPERATURE = 1.0
-# HBM bandwidth in GB/s by CUDA device-name substring (first match wins).
-PEAK_GBPS = [("H200", 4800.0), ("H100 PCIe", 2000.0), ("H100", 3350.0), ("A100", 2039.0)]
 
 
 def naive(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -86,7 +85,7 @@ def bandwidth(spec: dict[str, Any], median_ms: float) -> dict[str, Any]:
     out: dict[str, Any] = {"gbps": gbps}
     if spec["device"].startswith("cuda"):
         name = torch.cuda.get_device_name(torch.device(spec["device"]))
-        peak = next((v for k, v in PEAK_GBPS if k in name), None)
+        peak = peak_hbm_gbps(name)  # bench_perf.common.DEVICE_PEAKS, with its sources
         out["pct_of_hbm"] = 100 * gbps / peak if peak else "unknown"
     return out
 
