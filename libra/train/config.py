@@ -27,6 +27,9 @@ class RunConfig:
     # GRPO passes: pack rollouts into micro-batches of at most this many tokens, one row each, no padding
     # (0: micro_batch_size rollouts per micro-batch, padded to the longest)
     max_tokens_per_micro_batch: int = 0
+    # how a token budget cuts them (libra/train/rl_batches.py): one packed row, length-sorted padded rows, or
+    # auto (packed with flash-attention varlen, bucketed with sdpa, whose masked kernel pays for packing)
+    rl_layout: Literal["auto", "packed", "bucketed"] = "auto"
     max_steps: int | None = None  # stop early (None: run the configured epochs)
     save_every: int = 0  # optimizer steps between checkpoints (0: only at the end)
     keep_last: int = 2

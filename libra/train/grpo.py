@@ -43,7 +43,7 @@ from libra.train.config import ModelConfig, RunConfig
 from libra.train.model import full_state_dict
 from libra.train.optim import OptimConfig
 from libra.train.packing import Example
-from libra.train.rl_batches import ResponseTokens, micro_batches, response_tokens
+from libra.train.rl_batches import ResponseTokens, micro_batches, packs_rows, response_tokens
 from libra.train.rl_tasks import TASKS, RLItem, load_rl_items, score
 from libra.train.rollout_correction import check_thresholds, correct
 from libra.train.session import TrainSession, load_tokenizer
@@ -215,10 +215,11 @@ def compute_logprobs(session: TrainSession, model, rollouts: list[Rollout], attr
     """Fill ``attr`` ("old_logp" or "ref_logp") of every rollout with ``model``'s response-token log-probs
     under the sampling temperature (the distribution the engine sampled from)."""
     run = session.cfg.run
-    batches = micro_batches(rollouts, run.micro_batch_size, run.max_tokens_per_micro_batch)
+    packed = run.max_tokens_per_micro_batch > 0 and packs_rows(run.rl_layout, session.cfg.model.attn_implementation)
+    batches = micro_batches(rollouts, run.micro_batch_size, run.max_tokens_per_micro_batch, packed)
     for i in range(session.passes(len(batches))):
         rows = batches[i] if i < len(batches) else []
-        rt = response_tokens(session, rows, packed=run.max_tokens_per_micro_batch > 0)
+        rt = response_tokens(session, rows, packed)
         logp = model(rt.inputs["input_ids"], lambda h, w, b: lk.linear_token_logprobs(
             rt.gather(h), w, rt.targets, bias=b, temperature=temperature),
             attention_mask=rt.inputs["attention_mask"], position_ids=rt.inputs["position_ids"])
@@ -262,8 +263,8 @@ def update(session: TrainSession, cfg: GRPOConfig, mini: list[Rollout], on_polic
     or rollout correction leaves every denominator and a step means the same at any world size and any
     micro-batch layout."""
     world, model, loss_cfg, run = session.world, session.model, cfg.loss, cfg.run
-    packed = run.max_tokens_per_micro_batch > 0
-    batches = micro_batches(mini, run.micro_batch_size, run.max_tokens_per_micro_batch)
+    packed = run.max_tokens_per_micro_batch > 0 and packs_rows(run.rl_layout, cfg.model.attn_implementation)
+    batches = micro_batches(mini, run.micro_batch_size, run.max_tokens_per_micro_batch, packed)
     n = session.passes(len(batches))
     sums = dict.fromkeys(UPDATE_STATS, 0.0)
     counts = dict.fromkeys(UPDATE_COUNTS, 0.0)

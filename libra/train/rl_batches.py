@@ -1,11 +1,17 @@
 """Micro-batches for the RL log-prob and update passes, and the response-only view the LM head sees.
 
-Two layouts of the same rollouts (each ``prompt + response`` token ids):
+Layouts of the same rollouts (each ``prompt + response`` token ids):
 * padded: ``run.micro_batch_size`` rollouts per micro-batch, one row each, padded to the longest;
-* packed: with ``run.max_tokens_per_micro_batch`` = N, rollouts are packed first-fit-decreasing into
-  micro-batches of at most N tokens, concatenated into one row (position ids restart per rollout; sdpa gets a
-  block-diagonal causal mask, flash-attention varlen splits at the position resets), so no pass computes
-  padding and the work per micro-batch is bounded by tokens, not by a count of sequences.
+* with ``run.max_tokens_per_micro_batch`` = N the work per micro-batch is bounded by tokens, not by a count
+  of sequences, in one of two ways (``run.rl_layout``):
+  - packed: rollouts packed first-fit-decreasing into micro-batches of at most N tokens, concatenated into
+    one row (position ids restart per rollout; flash-attention varlen splits at the resets, sdpa gets a
+    block-diagonal causal mask): no padding at all;
+  - bucketed: rollouts sorted by length, each micro-batch as many rows as fit rows x longest <= N: almost
+    no padding, and attention only within a row. With sdpa this is the faster one: its masked kernel
+    computes every (query, key) pair of a packed row, masked or not, so a row of k rollouts pays ~k times
+    the attention of their separate rows (measured in ``bench_perf.rl_packing``).
+  ``auto`` (default) packs with flash-attention and buckets with sdpa.
 Either way only the positions that predict a response token reach the LM-head kernels: their hidden states
 are gathered into one [1, n_tokens, H] row with ``segments`` saying which rollout each belongs to (the
 kernels' ``segment_ids``), so prompt positions never cost a vocabulary projection. The per-token order is
@@ -30,12 +36,29 @@ class HasTokens(Protocol):
     def example(self) -> Example: ...
 
 
-def micro_batches(rollouts: Sequence[HasTokens], size: int, max_tokens: int = 0) -> list[list]:
-    """``size`` rollouts per micro-batch (``max_tokens`` 0), or first-fit-decreasing bins of at most
-    ``max_tokens`` tokens (a longer rollout gets a bin of its own: it must still be learned from)."""
+LAYOUTS = ("auto", "packed", "bucketed")
+
+
+def packs_rows(layout: str, attn_implementation: str) -> bool:
+    """Whether token-budget micro-batches are one packed row (else padded rows of similar length)."""
+    return layout == "packed" or (layout == "auto" and attn_implementation == "flash_attention_2")
+
+
+def micro_batches(rollouts: Sequence[HasTokens], size: int, max_tokens: int = 0, packed: bool = True) -> list[list]:
+    """``size`` rollouts per micro-batch (``max_tokens`` 0); else first-fit-decreasing bins of at most
+    ``max_tokens`` tokens (``packed``) or length-sorted rows with rows x longest <= ``max_tokens``; a
+    rollout longer than the budget gets a micro-batch of its own (it must still be learned from)."""
     if not max_tokens:
         return [list(rollouts[i:i + size]) for i in range(0, len(rollouts), size)]
     order = sorted(range(len(rollouts)), key=lambda i: -_length(rollouts[i]))
+    if not packed:
+        buckets: list[list[int]] = []
+        for i in order:  # longest first: a bucket's first rollout sets its row width
+            if buckets and (len(buckets[-1]) + 1) * _length(rollouts[buckets[-1][0]]) <= max_tokens:
+                buckets[-1].append(i)
+            else:
+                buckets.append([i])
+        return [[rollouts[i] for i in sorted(b)] for b in buckets]
     bins: list[list[int]] = []
     room: list[int] = []
     for i in order:

@@ -24,6 +24,7 @@ VARIANTS = {
     "tis-token": ["loss.rollout_correction=tis-token", "loss.correction_high=1.05"],
     "mask-seq": ["loss.rollout_correction=mask-seq", "loss.correction_low=0.9", "loss.correction_high=1.1"],
 }
+LAYOUTS = {"packed": ["run.rl_layout=packed"], "bucketed": ["run.rl_layout=bucketed"]}
 
 
 @pytest.fixture(scope="module")
@@ -79,15 +80,16 @@ def _assert_same(a, b):
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-7, msg=name)
 
 
+@pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_packed_token_budget_micro_batches_equal_the_padded_ones(setup, tmp_path, variant):
+def test_token_budget_micro_batches_equal_the_padded_ones(setup, tmp_path, variant, layout):
     root, model, samples = setup
-    bins = micro_batches(_rollouts(samples), 5, 128)
-    assert len(bins) < len(samples) / 2 and max(map(len, bins)) > 2  # the budget really packs rollouts together
+    bins = micro_batches(_rollouts(samples), 5, 128, packed=layout == "packed")
+    assert len(bins) < len(samples) / 2 and max(map(len, bins)) > 2  # the budget really groups rollouts
     padded, stats_a = _gradients(_cfg(root, model, tmp_path / "a", "run.micro_batch_size=5", *VARIANTS[variant]),
                                  _rollouts(samples))
     packed, stats_b = _gradients(_cfg(root, model, tmp_path / "b", "run.max_tokens_per_micro_batch=128",
-                                      *VARIANTS[variant]), _rollouts(samples))
+                                      *LAYOUTS[layout], *VARIANTS[variant]), _rollouts(samples))
     assert stats_a["grad_norm"] > 0
     _assert_same(padded, packed)
     for key in ("clipfrac_high", "clipfrac_low", "ppo_kl", "kl", "entropy", "is_capped", "correction_dropped"):

@@ -57,3 +57,6 @@ def test_token_budget_bins_hold_at_most_the_budget():
     assert [36] in lengths  # longer than the budget: a bin of its own
     assert sorted(map(sorted, lengths)) == [[2, 6], [4, 8], [12], [36]]  # first-fit decreasing
     assert [len(b) for b in micro_batches(rollouts, size=4)] == [4, 2]
+    buckets = micro_batches(rollouts, size=2, max_tokens=12, packed=False)  # rows x longest <= 12
+    widths = sorted(sorted(len(r.prompt_ids) + len(r.response_ids) for r in b) for b in buckets)
+    assert widths == [[2], [4, 6], [8], [12], [36]]
