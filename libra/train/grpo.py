@@ -10,7 +10,9 @@ One rollout step:
      when the update is on-policy (one PPO epoch, one mini-batch) the old log-probs are the update
      pass's own, detached, and the separate pass is skipped;
   5. ``ppo_epochs`` passes over mini-batches of ``global_batch_size`` prompts, each one optimizer step on
-     ``libra_kernels.linear_grpo_loss`` (eps 0.2 / 0.28, k3 KL 1e-3, the paper's sequence-mean aggregation);
+     ``libra_kernels.linear_grpo_loss`` (eps 0.2 / 0.28, k3 KL 1e-3, the paper's sequence-mean aggregation;
+     the rest of the loss family and the rollout correction via ``loss.*``); micro-batches are padded rows
+     or cut by a token budget (``rl_batches.py``), and only response-predicting positions reach the head;
   6. push the new weights into the engine;
   7. with an ``eval`` section, judge a held-out bench with the same engine (it holds the current weights)
      before the first update, every ``eval.every`` rollout steps and at the end (``OUT/evals/step_N``).
