@@ -81,7 +81,19 @@ SETTINGS = {
     "seed": 0, "dtype": "float32",
 }
 QUICK = {"max_new_tokens": 32, "measured_steps": 2}
-MAX_MODEL_LEN = 512
+# Rollout lengths. "uniform": the random model almost never ends a completion, so every rollout runs to
+# max_new_tokens after a short prompt (the earlier setting). "varied" (default): prompts carry a context of
+# 0-160 words and the model's EOS row points along its mean final hidden state (``eos_alpha`` sets how far),
+# so completions end at geometric-like lengths (calibrated: mean ~70, median ~45, a few reach 256): the
+# long-tailed spread of real rollouts, where padding costs a trainer the most.
+LENGTHS = {
+    "uniform": {},
+    "varied": {"max_new_tokens": 256, "context_words": [0, 160], "eos_alpha": 1.8, "l_exp": 128, "l_max": 256},
+}
+MAX_MODEL_LEN = {"uniform": 512, "varied": 1024}
+MAX_TOKENS_PER_MICRO_BATCH = 2048  # ours: the token budget of a packed micro-batch (TRL: micro_batch rows)
+WORDS = ("the", "sum", "of", "two", "numbers", "is", "asked", "below", "carefully", "add", "digits", "carry", "one",
+         "result", "answer", "check", "again", "column", "write", "final")
 SAMPLE_S = 0.05
 VARIANTS = ("ours-vllm", "ours-hf", "trl")
 STAGES = ("generate_s", "logprobs_s", "update_s", "sync_s", "prep_s")
@@ -95,15 +107,36 @@ def config_hash(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def write_prompts(path: Path, count: int, seed: int) -> Path:
-    """Reasoning rows with gold answers: two-number sums, so every prompt has a checkable answer."""
+def write_prompts(path: Path, count: int, seed: int, context_words: tuple[int, int] = (0, 0)) -> Path:
+    """Reasoning rows with gold answers: two-number sums, so every prompt has a checkable answer, after
+    a context of a uniform number of words in ``context_words`` (varied prompt lengths)."""
     rng = random.Random(seed)
     with open(path, "w") as f:
         for i in range(count):
             a, b = rng.randint(1, 99), rng.randint(1, 99)
-            f.write(json.dumps({"id": str(i), "question": f"What is {a} + {b}?", "answer": str(a + b),
-                                "task": "reasoning"}) + "\n")
+            words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(*context_words)))
+            question = (f"Context: {words}\n" if words else "") + f"What is {a} + {b}?"
+            f.write(json.dumps({"id": str(i), "question": question, "answer": str(a + b), "task": "reasoning"})
+                    + "\n")
     return path
+
+
+def point_eos_along_the_mean_state(model_dir: str, alpha: float, seed: int) -> None:
+    """Rewrite the model's (tied) EOS row as ``alpha * m / |m|^2``, m the mean final hidden state over one
+    sampled continuation: the EOS logit is then ~alpha at every position, so a random model ends its
+    completions at varied lengths instead of always at the limit."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "What is 12 + 34? Think step by step."}],
+                                        add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        sampled = model.generate(ids, do_sample=True, max_new_tokens=200, min_new_tokens=200)
+        mean = model.model(sampled).last_hidden_state[0].mean(0)
+        model.get_output_embeddings().weight[tokenizer.eos_token_id] = alpha * mean / mean.norm() ** 2
+    model.save_pretrained(model_dir)
 
 
 class MemorySampler:
@@ -196,9 +229,9 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     overrides = [
         f"model.path={spec['model']}", f"data.train={spec['data']}", "data.task=reasoning",
         f"data.prompts_per_step={P}", f"run.global_batch_size={P}", f"run.micro_batch_size={s['micro_batch']}",
-        f"rollout.engine={spec['engine']}",
+        f"run.max_tokens_per_micro_batch={MAX_TOKENS_PER_MICRO_BATCH}", f"rollout.engine={spec['engine']}",
         f"rollout.n={s['n']}", f"rollout.max_tokens={s['max_new_tokens']}", f"rollout.temperature={s['temperature']}",
-        f"rollout.top_p={s['top_p']}", f"rollout.max_model_len={MAX_MODEL_LEN}", f"reward.l_exp={s['l_exp']}",
+        f"rollout.top_p={s['top_p']}", f"rollout.max_model_len={MAX_MODEL_LEN[s['lengths']]}", f"reward.l_exp={s['l_exp']}",
         f"reward.l_max={s['l_max']}", f"loss.kl_coef={s['kl_coef']}", f"loss.eps_low={s['eps_low']}",
         f"loss.eps_high={s['eps_high']}", "loss.agg=seq-mean-token-mean", f"optim.lr={s['lr']}",
         f"optim.betas={s['betas']}", f"optim.weight_decay={s['weight_decay']}", f"optim.grad_clip={s['grad_clip']}",
@@ -328,6 +361,8 @@ def summarize(result: dict[str, Any], warmup: int) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"shorter: {QUICK}")
+    parser.add_argument("--lengths", choices=list(LENGTHS), default="varied",
+                        help="rollout lengths: varied (prompts and completions of realistic spread) or uniform")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--timeout", type=float, default=600, help="per worker, seconds")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
@@ -342,7 +377,8 @@ def main(argv: list[str]) -> int:
         parser.error("--device cuda: torch sees no CUDA device")
     from libra.models.tiny import TinyConfig, save_tiny
 
-    settings = {**SETTINGS, **(QUICK if args.quick else {})}
+    settings = {**SETTINGS, "lengths": args.lengths, "max_tokens_per_micro_batch": MAX_TOKENS_PER_MICRO_BATCH,
+                **LENGTHS[args.lengths], **(QUICK if args.quick else {})}
     if args.device != "cpu":  # the CPU settings (and so their config hash) stay as they were
         settings["device"] = args.device
     chash = config_hash(settings)
@@ -352,7 +388,10 @@ def main(argv: list[str]) -> int:
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-grpo-") as tmp:
         model = str(save_tiny(Path(tmp) / "model", TinyConfig(**MODEL, seed=settings["seed"])))
-        data = str(write_prompts(Path(tmp) / "prompts.jsonl", steps * settings["prompts_per_step"], settings["seed"]))
+        if "eos_alpha" in settings:
+            point_eos_along_the_mean_state(model, settings["eos_alpha"], settings["seed"])
+        data = str(write_prompts(Path(tmp) / "prompts.jsonl", steps * settings["prompts_per_step"], settings["seed"],
+                                 tuple(settings.get("context_words", (0, 0)))))
         for variant in args.variants:
             spec = {"variant": variant, "engine": variant.removeprefix("ours-"), "model": model, "data": data,
                     "tmp": tmp, "settings": settings, "device": args.device}
@@ -390,7 +429,8 @@ def main(argv: list[str]) -> int:
     if busy:
         print(f"WARNING: other processes kept > {BUSY_WARNING_CORES} cores busy during {', '.join(busy)}: "
               "their times are inflated; rerun on a quiet machine")
-    out = args.out or RESULTS_DIR / f"grpo-step-{device_slug(torch.device(args.device))}.json"
+    suffix = "" if args.lengths == "varied" else f"-{args.lengths}"
+    out = args.out or RESULTS_DIR / f"grpo-step-{device_slug(torch.device(args.device))}{suffix}.json"
     write_json(out, {"suite": "grpo_step", "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                      **env, "settings": settings, "quick": args.quick, "tokens_per_s_definition": TOKENS_DEFINITION,
                      "records": records, "ratios": ratios})

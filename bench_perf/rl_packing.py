@@ -148,7 +148,7 @@ def main(argv: list[str]) -> int:
         a = records["padded"]
         ratios = {f"padded/{k}": {m: a[m] / records[k][m] for m in ("logprob_s", "update_s", "update_peak_mb",
                                                                    "positions_computed")} for k in LAYOUTS[1:]}
-    print_table(f"RL passes, packed vs padded: {s['rollouts']} rollouts, {tokens} tokens (prompts "
+    print_table(f"RL passes, padded, packed and bucketed: {s['rollouts']} rollouts, {tokens} tokens (prompts "
                 f"{s['prompt_min']}-{s['prompt_max']}, responses log-normal median {s['response_median']} "
                 f"<= {s['response_max']})",
                 ["layout", "micro-batches", "positions computed", "log-prob pass s", "update s", "update peak MB"],
