@@ -8,13 +8,12 @@ them these tests fail with the install command in the message, they are not skip
 
 import importlib.metadata
 import json
-import time
 
 import pytest
 import torch
 
 import libra_kernels as lk
-from libra.models.gguf_import import (GGUFImportError, find_smollm2_gguf, import_gguf, import_smollm2,
+from libra.models.gguf_import import (GGUFImportError, find_smollm2_gguf, import_gguf,
                                       sha256_file)
 
 pytestmark = [pytest.mark.real_model, pytest.mark.xdist_group("real-model")]
@@ -26,33 +25,6 @@ CHATS = [
     [{"role": "user", "content": "Name the capital of France in one word."}],
 ]
 ANSWERS = ["7 times 8 is 56.", "Yes", "Paris"]
-
-
-@pytest.fixture(scope="session")
-def smollm2_gguf():
-    return find_smollm2_gguf()[0]
-
-
-@pytest.fixture(scope="session")
-def converted(tmp_path_factory):
-    start = time.perf_counter()
-    out = import_smollm2(tmp_path_factory.mktemp("smollm2") / "smollm2-135m-instruct")
-    print(f"\nSmolLM2 conversion: {time.perf_counter() - start:.1f} s")
-    return out
-
-
-@pytest.fixture(scope="session")
-def hf_lm(converted):
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32).eval()
-
-
-@pytest.fixture(scope="session")
-def tokenizer(converted):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(converted)
 
 
 def chat_batch(tokenizer):
