@@ -63,6 +63,27 @@ def accuracy_bars(groups: Mapping[str, Mapping], path: str | os.PathLike, title:
     return save_png(fig, path)
 
 
+def reliability_diagram(report: Mapping, path: str | os.PathLike, title: str) -> Path:
+    """Share of correct responses against mean confidence per bin (``libra.eval.calibration.reliability``),
+    the diagonal for a calibrated judge, bar width showing the bin and its count printed above it."""
+    fig = Figure(figsize=(4.6, 4.2))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1)
+    for b in report["bins"]:
+        if b["count"]:
+            ax.bar(b["lo"], b["accuracy"], width=b["hi"] - b["lo"], align="edge", color="#4c72b0", alpha=0.75,
+                   edgecolor="white")
+            ax.plot(b["confidence"], b["accuracy"], "o", color="#c44e52", markersize=4)
+            ax.text((b["lo"] + b["hi"]) / 2, min(b["accuracy"] + 0.02, 1.02), str(b["count"]), ha="center",
+                    fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.08)
+    ax.set_xlabel("judge's confidence (share of samples saying correct)")
+    ax.set_ylabel("share of responses that are correct")
+    ax.set_title(f"{title} (ECE {report['ece']:.3f})" if report.get("ece") is not None else title)
+    return save_png(fig, path)
+
+
 def save_png(fig: Figure, path: str | os.PathLike) -> Path:
     """Write ``fig`` as a PNG (parent folders created), cropped to its content."""
     path = Path(path)
