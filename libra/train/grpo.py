@@ -38,11 +38,12 @@ import torch
 import libra_kernels as lk
 from libra.config import ConfigError
 from libra.data.jsonl import SkipCounter
-from libra.rewards import L_EXP, L_MAX
+from libra.rewards import L_EXP, L_MAX, length_penalty
 from libra.rollout.logprob_check import logprob_mismatch
 from libra.rollout.types import Engine, SamplingParams
 from libra.train.config import ModelConfig, RunConfig
 from libra.train.model import full_state_dict
+from libra.train.judge_reward import JudgeReward
 from libra.train.optim import OptimConfig
 from libra.train.packing import Example
 from libra.train.rl_batches import ResponseTokens, micro_batches, packs_rows, response_tokens
@@ -102,10 +103,21 @@ class GRPOLossConfig:
 
 @dataclass
 class RewardConfig:
+    """Eq. 3's reward. With ``judge`` (a judge model folder), reasoning rollouts are also judged by it
+    (``judge_reward.py``: its own engine, the pointwise ``judge_template``, no gold answer shown) and the
+    correctness term is ``judge_weight * judged + (1 - judge_weight) * rule-based``."""
+
     l_exp: int = L_EXP
     l_max: int = L_MAX
     threshold: int = 2  # pointwise score >= threshold means "correct"
     strict_verdicts: bool = True  # a verdict counts only after </think> (never one inside the reasoning)
+    judge: str = ""
+    judge_engine: Literal["vllm", "hf"] = "vllm"
+    judge_template: str = "pointwise"
+    judge_max_tokens: int = 1024
+    judge_temperature: float = 0.0
+    judge_max_model_len: int | None = None  # the judge's context (None: its config's)
+    judge_weight: float = 1.0
 
 
 @dataclass
@@ -148,6 +160,7 @@ class Rollout:
     advantage: float = 0.0
     old_logp: torch.Tensor | None = None
     ref_logp: torch.Tensor | None = None
+    judged: bool | None = None  # with a judge reward: the judge's verdict on this rollout
 
     def example(self) -> Example:
         return Example(self.prompt_ids + self.response_ids, [0] * len(self.prompt_ids) + [1] * len(self.response_ids))
@@ -196,19 +209,28 @@ def start_engine(cfg: GRPOConfig, seed: int):
 EngineFactory = Callable[[GRPOConfig, int], Engine]  # (config, seed) -> a started engine
 
 
-def generate_and_score(engine, items: list[RLItem], base_seed: int, cfg: GRPOConfig, first_group: int
-                       ) -> list[Rollout]:
-    r = cfg.rollout
+def generate_and_score(engine, items: list[RLItem], base_seed: int, cfg: GRPOConfig, first_group: int,
+                       judge: JudgeReward | None = None) -> list[Rollout]:
+    r, rw = cfg.rollout, cfg.reward
     params = SamplingParams(n=r.n, temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_tokens,
                             seed=base_seed, logprobs=True)
     gens = engine.generate([it.prompt for it in items], params)
-    out = []
+    out, texts = [], []
     for g, (item, gen) in enumerate(zip(items, gens)):
         for s in gen.samples:
-            sc = score(item, s.text, len(s.token_ids), l_exp=cfg.reward.l_exp, l_max=cfg.reward.l_max,
-                       threshold=cfg.reward.threshold, strict=cfg.reward.strict_verdicts)
+            sc = score(item, s.text, len(s.token_ids), l_exp=rw.l_exp, l_max=rw.l_max, threshold=rw.threshold,
+                       strict=rw.strict_verdicts)
             out.append(Rollout(first_group + g, list(gen.prompt_token_ids), list(s.token_ids), list(s.logprobs),
                                sc.reward, sc.correct, s.finish_reason == "length"))
+            texts.append((item, s.text))
+    judged = [i for i, (item, _) in enumerate(texts) if judge is not None and item.task == "reasoning"]
+    if judged:
+        verdicts = judge([texts[i][0].question for i in judged], [texts[i][1] for i in judged])
+        for i, verdict in zip(judged, verdicts):
+            ro = out[i]
+            ro.judged = verdict
+            term = rw.judge_weight * verdict + (1 - rw.judge_weight) * ro.correct
+            ro.reward = term - length_penalty(len(ro.response_ids), rw.l_exp, rw.l_max)
     return out
 
 
@@ -352,8 +374,8 @@ class RolloutStep:
     uniform_groups: int
 
 
-def collect_rollouts(session: TrainSession, cfg: GRPOConfig, engine, items: list[RLItem], stream: PromptStream
-                     ) -> RolloutStep:
+def collect_rollouts(session: TrainSession, cfg: GRPOConfig, engine, items: list[RLItem], stream: PromptStream,
+                     judge: JudgeReward | None = None) -> RolloutStep:
     """Steps 1-3: this rank's share of the next prompts, their rollouts, rewards and group advantages;
     with dynamic sampling, groups whose rewards all agree are dropped and the stream refills."""
     world, P, n = session.world, cfg.data.prompts_per_step, cfg.rollout.n
@@ -364,7 +386,8 @@ def collect_rollouts(session: TrainSession, cfg: GRPOConfig, engine, items: list
         start = stream.cursor
         chosen = stream.take(P)[world.rank * share:(world.rank + 1) * share]
         seed = cfg.run.seed * 1_000_003 + (start + world.rank * share) * n  # unique per sample
-        batch = generate_and_score(engine, [items[i] for i in chosen], seed, cfg, first_group=round_ * share)
+        batch = generate_and_score(engine, [items[i] for i in chosen], seed, cfg, first_group=round_ * share,
+                                   judge=judge)
         rollouts += batch
         kept += _select(batch, n, cfg.rollout.dynamic_sampling, cfg.loss.scale_advantages)
         (global_kept,) = session.global_sum(len(kept) // n)
@@ -451,9 +474,45 @@ class HeldOutEval:
         return {"eval_accuracy": m["accuracy"], "eval_average": m["average"], "eval_invalid": m["invalid_rate"]}
 
 
-def train_grpo(cfg: GRPOConfig, *, engine_factory: EngineFactory | None = None) -> None:
+def start_judge(cfg: GRPOConfig) -> Engine:
+    """The judge engine of ``reward.judge`` (outside the trainer's process group, like the rollout engine)."""
+    from libra.rollout.factory import make_engine
+
+    rw = cfg.reward
+    with _without_torchrun_env():
+        kwargs = {} if rw.judge_engine == "hf" else {"max_model_len": rw.judge_max_model_len,
+                                                     "gpu_memory_utilization": cfg.rollout.gpu_memory_utilization / 2}
+        return make_engine(rw.judge_engine, rw.judge, seed=cfg.run.seed, trust_remote_code=cfg.model.trust_remote_code,
+                           **kwargs)
+
+
+def _judge_reward(cfg: GRPOConfig, judge_factory: Callable[[GRPOConfig], Engine] | None) -> JudgeReward | None:
+    rw = cfg.reward
+    if not rw.judge:
+        return None
+    from libra.models.checks import check_model_dir
+
+    check_model_dir(rw.judge)
+    if not 0 <= rw.judge_weight <= 1:
+        raise ConfigError("config", "reward.judge_weight", f"must lie in [0, 1], got {rw.judge_weight}")
+    context = rw.judge_max_model_len
+    if context is None:
+        from transformers import AutoConfig
+
+        context = getattr(AutoConfig.from_pretrained(rw.judge), "max_position_embeddings", None)
+    try:
+        return JudgeReward(lambda: (judge_factory or start_judge)(cfg), template=rw.judge_template,
+                           max_tokens=rw.judge_max_tokens, temperature=rw.judge_temperature, threshold=rw.threshold,
+                           strict=rw.strict_verdicts, context=context)
+    except ValueError as err:
+        raise ConfigError("config", "reward.judge_template", str(err)) from None
+
+
+def train_grpo(cfg: GRPOConfig, *, engine_factory: EngineFactory | None = None,
+               judge_factory: Callable[[GRPOConfig], Engine] | None = None) -> None:
     """``engine_factory(cfg, seed)`` starts the rollout engine (default ``start_engine``: vLLM or
-    transformers as ``rollout.engine`` says); benchmarks pass their own to time or count it."""
+    transformers as ``rollout.engine`` says); benchmarks pass their own to time or count it.
+    ``judge_factory(cfg)`` starts the judge of ``reward.judge`` (default ``start_judge``)."""
     tokenizer = load_tokenizer(cfg)
     skipped = SkipCounter() if cfg.data.skip_bad else None
     items = load_rl_items(cfg.data.train, cfg.data.task, cfg.data.template, skipped)
@@ -479,6 +538,7 @@ def train_grpo(cfg: GRPOConfig, *, engine_factory: EngineFactory | None = None) 
         held_out = HeldOutEval(session, cfg, updates_per_step)
         reference = session.build_reference() if cfg.loss.kl_coef > 0 else None
         stream = PromptStream(len(items), cfg.run.seed, session.state.get("cursor", 0))
+        judge = _judge_reward(cfg, judge_factory)
         engine = (engine_factory or start_engine)(cfg, cfg.run.seed)
         try:
             if session.resumed_from is not None:
@@ -487,7 +547,7 @@ def train_grpo(cfg: GRPOConfig, *, engine_factory: EngineFactory | None = None) 
                 session.logger.log(0, held_out(engine))
             while not session.done:
                 t0, first_update = time.perf_counter(), session.step
-                step = collect_rollouts(session, cfg, engine, items, stream)
+                step = collect_rollouts(session, cfg, engine, items, stream, judge)
                 engine.sleep()
                 t1 = time.perf_counter()
                 update_stats, logprob_s = learn(session, cfg, step.kept, reference)
@@ -496,6 +556,8 @@ def train_grpo(cfg: GRPOConfig, *, engine_factory: EngineFactory | None = None) 
                 engine.update_weights(full_state_dict(session.model).items())
                 t4 = time.perf_counter()
                 metrics = _step_metrics(session, step, update_stats, (t0, t1, t1 + logprob_s, t3, t4))
+                if judge is not None:
+                    metrics.update(_judge_metrics(session, step, judge.take()))
                 if held_out.due():
                     metrics.update(held_out(engine))
                 session.logger.log(session.step, metrics)
@@ -503,6 +565,20 @@ def train_grpo(cfg: GRPOConfig, *, engine_factory: EngineFactory | None = None) 
             session.finish({"cursor": stream.cursor})
         finally:
             engine.close()
+            if judge is not None:
+                judge.close()
+
+
+def _judge_metrics(session: TrainSession, step: RolloutStep, stats) -> dict:
+    """The judge reward's step: share judged correct, its failures, cache hits, agreement with the
+    rule-based check (the gold answer, which the reward itself did not read), and its time."""
+    judged = [r for r in step.rollouts if r.judged is not None]
+    n, correct, agree, asked, cached, invalid, too_long = session.global_sum(
+        len(judged), sum(r.judged for r in judged), sum(r.judged == r.correct for r in judged), stats.judged,
+        stats.cached, stats.invalid, stats.too_long)
+    return {"judge_correct": correct / max(n, 1), "judge_agreement": agree / max(n, 1),
+            "judge_invalid": invalid / max(asked, 1), "judge_too_long": too_long / max(asked, 1),
+            "judge_cached": cached / max(n, 1), "time_judge": stats.seconds}
 
 
 def _step_metrics(session: TrainSession, step: RolloutStep, updates: list[dict], times: tuple[float, ...]) -> dict:

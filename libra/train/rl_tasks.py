@@ -26,6 +26,7 @@ class RLItem:
     task: str
     prompt: list[dict]  # chat messages
     label: bool | str  # judging: the gold verdict; reasoning: the gold answer
+    question: str = ""  # reasoning: the problem as given (what a judge reward shows its judge)
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def _item(rec: Record, default_task: str, template: str) -> RLItem:
     if task == "reasoning":
         answer = rec.get("answer", (str, int, float))
         prompt = REASONING_PROMPT.replace("{question}", question)
-        return RLItem(rid, task, [{"role": "user", "content": prompt}], str(answer))
+        return RLItem(rid, task, [{"role": "user", "content": prompt}], str(answer), question)
     kind = judge_kind(task)
     name = kind.template if template == "pointwise" else template  # the default template follows the kind
     label = rec.get("label", type(kind.labels[0]))
