@@ -20,13 +20,16 @@ import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Container, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
 from libra.data.jsonl import DataError
 from libra.eval.lazy_engine import LazyEngine
 from libra.rollout.types import Engine, Prompt, SamplingParams
+
+# The finish reason of the samples of a prompt that did not fit the model's context: nothing was generated.
+PROMPT_TOO_LONG = "prompt_too_long"
 
 
 def generation_key(sample_id: str, template: str, params: SamplingParams, model: str) -> str:
@@ -103,18 +106,20 @@ class GenerationStore(KeyedStore):
 
 def generate_resumable(engine: Engine, requests: Sequence[Request], params: SamplingParams, store: GenerationStore,
                        *, template: str, model: str, chunk: int = 64, progress: bool = True,
-                       on_chunk: Callable[[int], None] | None = None) -> list[dict]:
+                       on_chunk: Callable[[int], None] | None = None, skip: Container[str] = ()) -> list[dict | None]:
     """Records for all ``requests`` (in order): those in ``store`` are reused, the rest are generated
     ``chunk`` prompts at a time and appended after each chunk (a crash loses at most one chunk).
 
     Each record: ``{key, id, template, params, model, samples: [{text, finish_reason, num_tokens}]}``.
     With ``params.seed`` set, prompt ``i`` is always sampled with seeds from ``seed + i*n`` however the run
     was interrupted (engines seed prompt ``j`` of a call from ``seed + j*n``, so each call covers a
-    contiguous run of indices and starts at ``seed + first index * n``).
+    contiguous run of indices and starts at ``seed + first index * n``). Requests whose sample id is in
+    ``skip`` are not generated and their record is None (the others keep their index, hence their seeds).
     """
     keys = [generation_key(r.sample_id, template, params, model) for r in requests]
-    todo = [i for i, k in enumerate(keys) if k not in store]
-    bar = tqdm(total=len(requests), initial=len(requests) - len(todo), desc="generate", unit="prompt",
+    todo = [i for i, k in enumerate(keys) if k not in store and requests[i].sample_id not in skip]
+    total = len(requests) - sum(r.sample_id in skip for r in requests)
+    bar = tqdm(total=total, initial=total - len(todo), desc="generate", unit="prompt",
                disable=not progress)
     for idx in _contiguous_chunks(todo, chunk):
         chunk_params = params if params.seed is None else _with_seed(params, params.seed + idx[0] * params.n)
@@ -129,7 +134,7 @@ def generate_resumable(engine: Engine, requests: Sequence[Request], params: Samp
         if on_chunk is not None:
             on_chunk(len(idx))
     bar.close()
-    return [store.get(k) for k in keys]
+    return [None if r.sample_id in skip else store.get(k) for r, k in zip(requests, keys)]
 
 
 def _contiguous_chunks(indices: list[int], size: int) -> list[list[int]]:
@@ -156,27 +161,40 @@ class GenerationRun:
     generated: int
     reused: int
     engine_started: bool
+    unfit: int = 0
 
     def summary(self, store: GenerationStore, model_id: str) -> str:
         return (f"generations: {self.reused} reused from {store.path} (model {model_id}), {self.generated} "
-                f"generated now{'' if self.engine_started or self.generated else ', no engine started'}")
+                f"generated now{'' if self.engine_started or self.generated else ', no engine started'}"
+                + (f", {self.unfit} not generated (prompt does not fit the context)" if self.unfit else ""))
+
+
+def unfit_record(request: Request, params: SamplingParams, prompt_tokens: int) -> dict:
+    """The record of a prompt that does not fit the context: ``n`` empty samples finished ``PROMPT_TOO_LONG``
+    (no verdict, so each is an invalid judgment); never stored, as nothing was generated."""
+    return {"id": request.sample_id, "prompt_tokens": prompt_tokens,
+            "samples": [{"text": "", "finish_reason": PROMPT_TOO_LONG, "num_tokens": 0}] * params.n}
 
 
 def run_generation(requests: Sequence[Request], params: SamplingParams, store: GenerationStore, *, template: str,
                    model_id: str, engine: Engine | None = None, engine_factory: Callable[[], Engine] | None = None,
-                   chunk: int = 64, progress: bool = True, verbose: bool = True) -> GenerationRun:
+                   chunk: int = 64, progress: bool = True, verbose: bool = True,
+                   unfit: Mapping[str, int] | None = None) -> GenerationRun:
     """Generate what ``store`` lacks for ``requests`` with ``engine`` (used, not closed) or with an engine
     that ``engine_factory`` starts on the first prompt that needs it (closed here, also on errors).
+    ``unfit``: the prompts that do not fit the context (sample id -> prompt tokens); they are not generated
+    and get ``unfit_record``s, in their place in the request order.
 
     ``model_id`` keys the store (a weights fingerprint). On Ctrl-C the chunks already finished are saved;
     the message says so and KeyboardInterrupt propagates."""
     if (engine is None) == (engine_factory is None):
         raise ValueError("run_generation needs exactly one of engine and engine_factory")
     lazy = LazyEngine(engine_factory) if engine is None else None
+    unfit = unfit or {}
     generated: list[int] = []
     try:
         records = generate_resumable(lazy or engine, requests, params, store, template=template, model=model_id,
-                                     chunk=chunk, progress=progress, on_chunk=generated.append)
+                                     chunk=chunk, progress=progress, on_chunk=generated.append, skip=unfit)
     except KeyboardInterrupt:
         print(f"interrupted: {sum(generated)} new generations are saved in {store.path}; rerun the same command to "
               "resume", file=sys.stderr)
@@ -185,7 +203,9 @@ def run_generation(requests: Sequence[Request], params: SamplingParams, store: G
         started = lazy.started if lazy is not None else True
         if lazy is not None:
             lazy.close()
-    run = GenerationRun(records, sum(generated), len(requests) - sum(generated), started)
+    records = [unfit_record(r, params, unfit[r.sample_id]) if rec is None else rec for r, rec in zip(requests, records)]
+    missing = sum(r.sample_id in unfit for r in requests)
+    run = GenerationRun(records, sum(generated), len(requests) - missing - sum(generated), started, missing)
     if verbose:
         print(run.summary(store, model_id), flush=True)
     return run

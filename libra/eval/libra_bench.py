@@ -18,6 +18,9 @@ Scoring (also written into results.json under "scoring", so a results file expla
   predictions, a tie or no valid sample being invalid.
 * The 95% interval of the Average is a percentile bootstrap over bench rows (a row's samples are
   resampled together, as they are not independent).
+* A row whose prompt does not fit the judge's context (with room for ``max_tokens``) is not generated:
+  each of its samples is an invalid judgment (finish reason ``prompt_too_long``), counted in
+  ``prompts_too_long`` and ``prompts_too_long_by_subset``, and left out of the mean judgment length.
 
 Each row's generation key holds a digest of its rendered prompt, so an edited bench row or template
 file never reuses a stale judgment.
@@ -35,9 +38,15 @@ import numpy as np
 
 from libra.data.bench import HUB_ID, load_bench
 from libra.data.jsonl import DataError, SkipCounter, write_jsonl
-from libra.eval.generations import GenerationStore, Request, run_generation
+from libra.eval.generations import PROMPT_TOO_LONG, GenerationStore, Request, run_generation
 from libra.eval.metrics import bootstrap_ci, subset_report
-from libra.eval.options import add_eval_arguments, add_verdict_mode_argument, engine_from_args, prepare_sampling
+from libra.eval.options import (
+    add_eval_arguments,
+    add_too_long_argument,
+    add_verdict_mode_argument,
+    engine_from_args,
+    prepare_sampling,
+)
 from libra.eval.rundir import ResultsTable, content_key, publish, settings, usage_error
 from libra.judge import (
     DEFAULT_THRESHOLD,
@@ -82,6 +91,7 @@ def register(evals: argparse._SubParsersAction) -> None:
     g.add_argument("--threshold", type=int, choices=range(5), default=DEFAULT_THRESHOLD,
                    help=f"pointwise score >= this predicts 'correct' (default {DEFAULT_THRESHOLD}, the paper's)")
     g.add_argument("--skip-bad", action="store_true", help="skip malformed bench records (counted) instead of stopping")
+    add_too_long_argument(g)
     p.set_defaults(func=run)
 
 
@@ -106,9 +116,10 @@ def run(args: argparse.Namespace, *, engine=None) -> int:
         fields = check_template(args.template, rows)
     except ValueError as err:
         return usage_error("libra-bench", f"--template: {err}")
-    params = prepare_sampling(args, build_requests(rows, args.template, fields), args.bench)
+    unfit = {} if args.too_long == "count" else None
+    params = prepare_sampling(args, build_requests(rows, args.template, fields), args.bench, unfit=unfit)
     try:
-        evaluate(rows, template=args.template, out=args.out, sampling=params, model=args.model,
+        evaluate(rows, template=args.template, out=args.out, sampling=params, model=args.model, unfit=unfit,
                  engine=engine, engine_factory=None if engine is not None else (lambda: engine_from_args(args)),
                  verdict=args.verdict, threshold=args.threshold, verdict_mode=args.verdict_mode, chunk=args.chunk,
                  progress=not args.no_progress, settings=settings(args), bench=args.bench, engine_name=args.engine,
@@ -124,7 +135,7 @@ def evaluate(rows: Sequence[dict], *, out: str | Path, sampling: SamplingParams,
              threshold: int = DEFAULT_THRESHOLD, verdict_mode: str = "lenient", chunk: int = 64,
              progress: bool = True, plots: bool = True, quiet: bool = False, name: str | None = None,
              settings: dict | None = None, bench: str = "", engine_name: str = "",
-             skipped_bad_records: int = 0, started: float | None = None) -> dict:
+             skipped_bad_records: int = 0, started: float | None = None, unfit: dict[str, int] | None = None) -> dict:
     """Libra Bench on ``rows`` (``load_bench``'s normalised rows): judge each with ``template``, parse,
     score, and write generations.jsonl (resumable), predictions.jsonl, results.json, report.md and (with
     ``plots``) the PNGs into ``out``; returns the results (what results.json holds).
@@ -135,6 +146,8 @@ def evaluate(rows: Sequence[dict], *, out: str | Path, sampling: SamplingParams,
     reuse of judgments (default: the content hash of ``model``'s weights; pass your own when the engine's
     weights are not those of ``model``). ``verdict``: "pointwise" or "verification" (default: the
     template's own kind); ``verdict_mode``: "lenient" or "strict" (``libra.judge.verdicts``).
+    ``unfit``: the prompts that do not fit the judge's context (request id -> prompt tokens, as
+    ``libra.eval.options.prepare_sampling`` finds them): not generated, scored as invalid and counted.
     Raises ValueError for a template the rows cannot fill; KeyboardInterrupt propagates (finished
     chunks are saved)."""
     start = time.perf_counter() if started is None else started
@@ -149,13 +162,14 @@ def evaluate(rows: Sequence[dict], *, out: str | Path, sampling: SamplingParams,
     timings = {"load_s": time.perf_counter() - start}
     tick = time.perf_counter()
     gen = run_generation(requests, sampling, store, template=template, model_id=fingerprint, engine=engine,
-                         engine_factory=engine_factory, chunk=chunk, progress=progress, verbose=not quiet)
+                         engine_factory=engine_factory, chunk=chunk, progress=progress, verbose=not quiet,
+                         unfit=unfit)
     timings["generate_s"] = time.perf_counter() - tick  # includes the engine start, when one was needed
     tick = time.perf_counter()
     per_row = score_records(rows, gen.records, kind, threshold, strict=verdict_mode == "strict")
     metrics = summarize(per_row, kind)
     timings["score_s"] = time.perf_counter() - tick
-    timings.update(prompts=len(requests), generated_now=gen.generated, reused=gen.reused)
+    timings.update(prompts=len(requests), generated_now=gen.generated, reused=gen.reused, prompts_too_long=gen.unfit)
     resolved = {"verdict": kind, "verdict_mode": verdict_mode, "threshold": threshold, "template": template,
                 "bench": bench, "engine": engine_name, "model": model, "model_fingerprint": fingerprint,
                 "sampling": sampling.to_dict(), "rows": len(rows), "skipped_bad_records": skipped_bad_records}
@@ -168,6 +182,7 @@ def evaluate(rows: Sequence[dict], *, out: str | Path, sampling: SamplingParams,
         write_plots(out, metrics, name)
     results = {"benchmark": "libra-bench", "settings": settings if settings is not None else {}, "resolved": resolved,
                "scoring": scoring_notes(kind, sampling.n, verdict_mode), "metrics": metrics,
+               "unfit_prompts": {r["id"]: r["prompt_tokens"] for r in gen.records if "prompt_tokens" in r},
                "timings": {**timings, "total_s": time.perf_counter() - start}}
     table = ResultsTable(f"Libra Bench accuracy (%): {name}, {len(rows)} rows", *accuracy_table(name, metrics))
     return publish(out, results, table, report_notes(resolved, metrics, plots=plots), files, quiet=quiet)
@@ -235,7 +250,12 @@ def summarize(per_row: Sequence[Sequence[dict]], kind: str, *, bootstrap: int = 
     judgments = [p for row in per_row for p in row]
     metrics = {"rows": len(per_row), **subset_report(judgments)}
     metrics["average_ci95"] = list(bootstrap_ci(per_row, _pooled_average, n=bootstrap))
-    metrics["mean_judgment_tokens"] = float(np.mean([p["num_tokens"] for p in judgments]))
+    unfit = [row[0] for row in per_row if row[0]["finish_reason"] == PROMPT_TOO_LONG]
+    metrics["prompts_too_long"] = len(unfit)
+    metrics["prompts_too_long_by_subset"] = {name: sum(p["subset"] == name for p in unfit)
+                                             for name in metrics["subsets"]}
+    generated = [p["num_tokens"] for p in judgments if p["finish_reason"] != PROMPT_TOO_LONG]
+    metrics["mean_judgment_tokens"] = float(np.mean(generated)) if generated else 0.0
     metrics["finish_reasons"] = dict(sorted(Counter(p["finish_reason"] for p in judgments).items()))
     if kind == "pointwise":
         metrics["by_threshold"] = {}
@@ -261,6 +281,9 @@ def scoring_notes(kind: str, n: int, verdict_mode: str = "lenient") -> dict:
         else "lenient: a thinking judge's verdict is read after </think>, else anywhere in its text",
         "average": "unweighted mean of the per-subset accuracies (the paper's Average); accuracy pools all rows",
         "average_ci95": f"percentile bootstrap over bench rows ({BOOTSTRAP} resamples, seed 0)",
+        "prompts_too_long": "a row whose prompt does not fit the context with room for max_tokens is not generated: "
+                            "its judgments are invalid (wrong), counted per subset, and left out of the mean "
+                            "judgment length",
     }
     if kind == "pointwise":
         notes["threshold"] = "a pointwise score >= threshold is a 'correct' prediction; by_threshold varies it"
@@ -285,6 +308,9 @@ def accuracy_table(name: str, metrics: dict) -> tuple[list[str], list[list[str]]
         vote = metrics["majority"]
         rows.append([f"{name} (majority vote)", *[percent(vote["subsets"][s]["accuracy"]) for s in subsets],
                      percent(vote["average"])])
+    if metrics.get("prompts_too_long"):
+        rows.append(["prompts that do not fit the context (rows, judged wrong)",
+                     *[metrics["prompts_too_long_by_subset"][s] for s in subsets], metrics["prompts_too_long"]])
     return ["Model", *subsets, "Average"], rows
 
 
@@ -308,6 +334,7 @@ def report_notes(resolved: dict, metrics: dict, *, plots: bool = True) -> list[s
         markdown_table(["metric", "value"],
                        [["macro-F1 (%)", percent(metrics["macro_f1"])],
                         ["invalid rate (%)", percent(metrics["invalid_rate"])],
+                        ["prompts that do not fit the context (rows)", metrics.get("prompts_too_long", 0)],
                         ["mean judgment length (tokens)", f"{metrics['mean_judgment_tokens']:.1f}"],
                         ["finish reasons", ", ".join(f"{k} {v}" for k, v in metrics["finish_reasons"].items())]]
                        ).rstrip(),

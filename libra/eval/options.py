@@ -68,10 +68,19 @@ def add_eval_arguments(p: argparse.ArgumentParser, **sampling_defaults) -> None:
     add_output_arguments(p)
 
 
-def prepare_sampling(args: argparse.Namespace, requests, source: str) -> SamplingParams:
+def add_too_long_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--too-long", choices=("count", "error"), default="count",
+                   help="prompts that do not fit the context with room for --max-tokens: 'count' (default) judges "
+                        "the rest and counts each of them as an invalid (wrong) judgment, reported per subset; "
+                        "'error' refuses the run before an engine starts")
+
+
+def prepare_sampling(args: argparse.Namespace, requests, source: str, *, unfit: dict | None = None) -> SamplingParams:
     """The sampling settings of a command, once its prompts are known: the prompts must fit the context
-    (checked before any engine starts), and the settings that will run are printed."""
-    check_prompt_lengths(args, requests, source)
+    (checked before any engine starts), and the settings that will run are printed. With ``unfit`` (a
+    dict), the prompts that do not fit are put into it (sample id -> prompt tokens) and announced instead
+    of refused; the command then does not generate them and reports them."""
+    check_prompt_lengths(args, requests, source, unfit)
     params = sampling_from_args(args)
     print(describe_sampling(params, args.sampling_source), flush=True)
     return params
@@ -118,16 +127,17 @@ def describe_sampling(params: SamplingParams, source: dict | None = None) -> str
             f"{params.top_p:g}, max {params.max_tokens} new tokens{tag('max_tokens')}, seed {params.seed}")
 
 
-def check_prompt_lengths(args: argparse.Namespace, requests, source: str) -> None:
+def check_prompt_lengths(args: argparse.Namespace, requests, source: str, unfit: dict | None = None) -> None:
     resolve_sampling(args)
     prompt_lengths_fit(args.model, requests, source, max_tokens=args.max_tokens, max_model_len=args.max_model_len,
-                       trust_remote_code=args.trust_remote_code)
+                       trust_remote_code=args.trust_remote_code, unfit=unfit)
 
 
 def prompt_lengths_fit(model: str, requests, source: str, *, max_tokens: int, max_model_len: int | None = None,
-                       trust_remote_code: bool = False) -> None:
+                       trust_remote_code: bool = False, unfit: dict | None = None) -> None:
     """Refuse, before an engine starts, prompts that cannot fit the model's context with room for
-    ``--max-tokens`` new tokens; the error names how many, the longest, and what to change."""
+    ``--max-tokens`` new tokens; the error names how many, the longest, and what to change. With ``unfit``
+    (a dict) they are not refused: they go into it (sample id -> prompt tokens) and a line says so."""
     from transformers import AutoConfig, AutoTokenizer
 
     from libra.rollout.types import prompt_token_ids
@@ -140,9 +150,13 @@ def prompt_lengths_fit(model: str, requests, source: str, *, max_tokens: int, ma
     room = context - max_tokens
     too_long = [(len(prompt_token_ids(tokenizer, r.prompt)), r.sample_id) for r in requests]
     too_long = sorted((n, sid) for n, sid in too_long if n > room)
-    if too_long:
-        n, sid = too_long[-1]
-        raise DataError(source, None, None,
-                        f"{len(too_long)} of {len(requests)} prompts do not fit the context: {context} tokens minus "
-                        f"--max-tokens {max_tokens} leaves {room}, the longest (id {sid}) has {n}; use a model "
-                        "with a longer context, a larger --max-model-len, a smaller --max-tokens, or --limit")
+    if not too_long:
+        return
+    n, sid = too_long[-1]
+    what = (f"{len(too_long)} of {len(requests)} prompts do not fit the context: {context} tokens minus "
+            f"--max-tokens {max_tokens} leaves {room}, the longest (id {sid}) has {n}")
+    if unfit is None:
+        raise DataError(source, None, None, f"{what}; use a model with a longer context, a larger "
+                                            "--max-model-len, a smaller --max-tokens, or --limit")
+    unfit.update((s, length) for length, s in too_long)
+    print(f"{source}: {what}; they are not generated and each counts as an invalid (wrong) judgment", flush=True)

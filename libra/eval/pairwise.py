@@ -9,6 +9,8 @@ Input rows (.jsonl/.json/.parquet): ``question``, ``response_A``, ``response_B``
 label such as "A>B"; the better side counts, not the strength), optional ``pair_id``/``id`` and
 ``source``. Results are broken down by source and by JudgeBench's four categories. With ``--n`` above 1,
 sample j of one order is paired with sample j of the other, and every such pair counts as one judgment.
+A prompt (one order of a pair) that does not fit the judge's context is not generated: its verdicts are
+invalid (wrong), and the prompts are counted overall, per category and per source.
 """
 
 from __future__ import annotations
@@ -20,9 +22,15 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from libra.data.jsonl import DataError, read_records, write_jsonl
-from libra.eval.generations import GenerationStore, Request, run_generation
+from libra.eval.generations import PROMPT_TOO_LONG, GenerationStore, Request, run_generation
 from libra.eval.metrics import pairwise_report
-from libra.eval.options import add_eval_arguments, add_verdict_mode_argument, engine_from_args, prepare_sampling
+from libra.eval.options import (
+    add_eval_arguments,
+    add_too_long_argument,
+    add_verdict_mode_argument,
+    engine_from_args,
+    prepare_sampling,
+)
 from libra.eval.rundir import ResultsTable, content_key, publish, settings, usage_error
 from libra.judge import PAIRWISE_LABELS, judge_kind, preferred_side, render, template_fields
 from libra.models.checks import check_model_dir, weights_fingerprint
@@ -98,11 +106,16 @@ def predictions(pairs: Sequence[Pair], records: Sequence[dict], *, strict: bool 
     return rows
 
 
-def grouped_reports(rows: Sequence[dict], key: str) -> dict[str, dict]:
+def grouped_reports(rows: Sequence[dict], key: str, report: Callable = pairwise_report) -> dict[str, dict]:
     groups: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         groups[row[key]].append(row)
-    return {name: pairwise_report(groups[name]) for name in sorted(groups)}
+    return {name: report(groups[name]) for name in sorted(groups)}
+
+
+def prompts_too_long(rows: Sequence[dict]) -> int:
+    """How many prompts (pair orders) of ``rows`` did not fit the context: not generated, their verdicts invalid."""
+    return sum(r[f"finish_{o}"] == PROMPT_TOO_LONG for r in rows if r["sample"] == 0 for o in ORDERS)
 
 
 def register(evals: argparse._SubParsersAction) -> None:
@@ -115,6 +128,7 @@ def register(evals: argparse._SubParsersAction) -> None:
     p.add_argument("--template", default="pairwise",
                    help="judge prompt: a built-in name or a file with {question}, {response_a}, {response_b}")
     add_verdict_mode_argument(p)
+    add_too_long_argument(p)
     add_eval_arguments(p)
     p.set_defaults(func=run)
 
@@ -134,11 +148,12 @@ def run(args: argparse.Namespace, *, engine=None) -> int:
     if not pairs:
         raise DataError(args.data[0], None, None, "no pairs to judge")
     requests = [r for pair in pairs for r in judge_requests(pair, args.template, fields)]
-    params = prepare_sampling(args, requests, str(args.data[0]))
+    unfit = {} if args.too_long == "count" else None
+    params = prepare_sampling(args, requests, str(args.data[0]), unfit=unfit)
     try:
         evaluate(pairs, template=args.template, out=args.out, sampling=params, model=args.model, engine=engine,
                  engine_factory=None if engine is not None else (lambda: engine_from_args(args)), chunk=args.chunk,
-                 progress=not args.no_progress, verdict_mode=args.verdict_mode, settings=settings(args))
+                 progress=not args.no_progress, verdict_mode=args.verdict_mode, settings=settings(args), unfit=unfit)
     except KeyboardInterrupt:
         return 130
     return 0
@@ -148,10 +163,10 @@ def evaluate(pairs: Sequence[Pair], *, out: str | Path, sampling: SamplingParams
              engine: Engine | None = None, engine_factory: Callable[[], Engine] | None = None,
              template: str = "pairwise", fingerprint: str | None = None, verdict_mode: str = "lenient",
              chunk: int = 64, progress: bool = True, plots: bool = True, quiet: bool = False,
-             settings: dict | None = None) -> dict:
+             settings: dict | None = None, unfit: dict[str, int] | None = None) -> dict:
     """Pairwise judging of ``pairs`` (``load_pairs``), each as given and swapped; writes generations.jsonl
     (resumable), predictions.jsonl, results.json, report.md and (with ``plots``) pairwise.png into ``out``
-    and returns the results. ``engine`` / ``engine_factory`` / ``fingerprint``: as in
+    and returns the results. ``engine`` / ``engine_factory`` / ``fingerprint`` / ``unfit``: as in
     ``libra.eval.libra_bench.evaluate``."""
     fields = template_fields(template)
     if not _SLOTS <= fields:
@@ -163,7 +178,8 @@ def evaluate(pairs: Sequence[Pair], *, out: str | Path, sampling: SamplingParams
     fingerprint = fingerprint or weights_fingerprint(model)
     store = GenerationStore(out / "generations.jsonl")
     gen = run_generation(requests, sampling, store, template=template_key, model_id=fingerprint, engine=engine,
-                         engine_factory=engine_factory, chunk=chunk, progress=progress, verbose=not quiet)
+                         engine_factory=engine_factory, chunk=chunk, progress=progress, verbose=not quiet,
+                         unfit=unfit)
     rows = predictions(pairs, gen.records, strict=verdict_mode == "strict")
     files = {"generations": store.path, "predictions": out / "predictions.jsonl"}
     if plots:
@@ -171,6 +187,8 @@ def evaluate(pairs: Sequence[Pair], *, out: str | Path, sampling: SamplingParams
     write_jsonl(files["predictions"], rows)
     overall = pairwise_report(rows)
     by_category, by_source = grouped_reports(rows, "category"), grouped_reports(rows, "source")
+    unfit = {"overall": prompts_too_long(rows), "by_category": grouped_reports(rows, "category", prompts_too_long),
+             "by_source": grouped_reports(rows, "source", prompts_too_long)}
     truncated = sum(r[f"finish_{o}"] == "length" for r in rows for o in ORDERS) / (2 * len(rows))
     if plots:
         from libra.report.curves import pairwise_bars
@@ -181,20 +199,24 @@ def evaluate(pairs: Sequence[Pair], *, out: str | Path, sampling: SamplingParams
                "model": model, "model_fingerprint": fingerprint, "sampling": sampling.to_dict(),
                "verdict_mode": verdict_mode, "pairs": len(pairs), "generated_now": gen.generated,
                "reused": gen.reused, "overall": overall, "by_category": by_category, "by_source": by_source,
-               "truncated_rate": truncated}
+               "truncated_rate": truncated, "prompts_too_long": unfit,
+               "unfit_prompts": {r["id"]: r["prompt_tokens"] for r in gen.records if "prompt_tokens" in r}}
     table = ResultsTable(f"Pairwise judging ({len(pairs)} pairs x 2 orders x {sampling.n} samples)",
-                         ["group", "n", "accuracy", "both orders", "consistency", "invalid"],
-                         [_table_row("overall", overall), *[_table_row(k, v) for k, v in by_category.items()],
-                          *[_table_row(f"  {k}", v) for k, v in by_source.items()]])
+                         ["group", "n", "accuracy", "both orders", "consistency", "invalid", "did not fit"],
+                         [_table_row("overall", overall, unfit["overall"]),
+                          *[_table_row(k, v, unfit["by_category"][k]) for k, v in by_category.items()],
+                          *[_table_row(f"  {k}", v, unfit["by_source"][k]) for k, v in by_source.items()]])
     notes = ["accuracy: share of right verdicts over both orders; both orders: pairs right in both; consistency: "
              "pairs whose two verdicts prefer the same side once the swap is undone; invalid: verdicts with no "
-             "parsable [[label]]. A verdict is right when the side it prefers is the labelled better side.",
+             "parsable [[label]]. A verdict is right when the side it prefers is the labelled better side. "
+             "did not fit: prompts (pair orders) longer than the context with room for --max-tokens; not "
+             "generated, their verdicts are invalid.",
              f"Judgments cut at --max-tokens: {percent(truncated)}%."]
     if plots:
         notes.append("![accuracy and consistency](pairwise.png)")
     return publish(out, results, table, notes, files, quiet=quiet)
 
 
-def _table_row(name: str, report: dict) -> list:
+def _table_row(name: str, report: dict, unfit: int) -> list:
     return [name, report["n"], percent(report["accuracy"]), percent(report["accuracy_both"]),
-            percent(report["consistency"]), percent(report["invalid_rate"])]
+            percent(report["consistency"]), percent(report["invalid_rate"]), unfit]
