@@ -16,6 +16,11 @@ Scoring (also written into results.json under "scoring", so a results file expla
   all rows, which equals averaging each sample index's metrics since every row has ``n`` samples.
   ``majority`` scores one prediction per row instead: the majority of its valid samples' binary
   predictions, a tie or no valid sample being invalid.
+* With ``--n`` > 1 there is also a ``confidence`` section (``libra.eval.calibration``): per row the
+  share of its valid samples judging "correct" (also in predictions.jsonl as ``confidence``), its AUROC,
+  the expected calibration error with a reliability diagram, accuracy against k (majority vote and mean
+  confidence of the first k samples) and a threshold chosen on a seeded calibration half of the rows,
+  evaluated on the other half beside the fixed 0.5.
 * The 95% interval of the Average is a percentile bootstrap over bench rows (a row's samples are
   resampled together, as they are not independent).
 * A row whose prompt does not fit the judge's context (with room for ``max_tokens``) is not generated:
@@ -38,6 +43,7 @@ import numpy as np
 
 from libra.data.bench import HUB_ID, load_bench
 from libra.data.jsonl import DataError, SkipCounter, write_jsonl
+from libra.eval.calibration import confidence_report, row_confidence
 from libra.eval.generations import PROMPT_TOO_LONG, GenerationStore, Request, run_generation
 from libra.eval.metrics import bootstrap_ci, subset_report
 from libra.eval.options import (
@@ -66,6 +72,7 @@ OPTIONAL_ROW_FIELDS = ("reference",)  # what some benches' rows have (the offici
 THRESHOLDS = (1, 2, 3, 4)
 BOOTSTRAP = 1000
 PLOTS = {"confusion": "confusion.png", "subsets": "accuracy_by_subset.png", "source_models": "accuracy_by_model.png"}
+RELIABILITY_PLOT = "reliability.png"  # with n > 1 samples per row
 
 
 def register(evals: argparse._SubParsersAction) -> None:
@@ -74,6 +81,12 @@ def register(evals: argparse._SubParsersAction) -> None:
         description="Judge every bench response with a generative judge, parse its verdicts and score them "
                     "against the labels. Writes generations.jsonl (resumable), predictions.jsonl, results.json, "
                     "report.md and PNG plots to --out.")
+    add_bench_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_bench_arguments(p: argparse.ArgumentParser) -> None:
+    """The engine, sampling and bench options of ``libra eval libra-bench`` (also ``libra eval probes``)."""
     add_eval_arguments(p)
     g = p.add_argument_group("benchmark")
     g.add_argument("--bench", default=HUB_ID,
@@ -92,7 +105,6 @@ def register(evals: argparse._SubParsersAction) -> None:
                    help=f"pointwise score >= this predicts 'correct' (default {DEFAULT_THRESHOLD}, the paper's)")
     g.add_argument("--skip-bad", action="store_true", help="skip malformed bench records (counted) instead of stopping")
     add_too_long_argument(g)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, *, engine=None) -> int:
@@ -176,7 +188,11 @@ def evaluate(rows: Sequence[dict], *, out: str | Path, sampling: SamplingParams,
     files = {"generations": store.path, "predictions": out / "predictions.jsonl"}
     if plots:
         files.update({key: out / file for key, file in PLOTS.items()})
-    write_jsonl(files["predictions"], [p for row in per_row for p in row])
+        if "confidence" in metrics:
+            files["reliability"] = out / RELIABILITY_PLOT
+    several = sampling.n > 1
+    write_jsonl(files["predictions"], [{**p, "confidence": row_confidence(row)} if several else p
+                                       for row in per_row for p in row])
     name = name or model_name(model)
     if plots:
         write_plots(out, metrics, name)
@@ -266,6 +282,7 @@ def summarize(per_row: Sequence[Sequence[dict]], kind: str, *, bootstrap: int = 
         majority = [majority_vote(row) for row in per_row]
         metrics["majority"] = {**subset_report(majority),
                                "average_ci95": list(bootstrap_ci(majority, "average", n=bootstrap))}
+        metrics["confidence"] = confidence_report(per_row)
     return metrics
 
 
@@ -348,9 +365,32 @@ def report_notes(resolved: dict, metrics: dict, *, plots: bool = True) -> list[s
               markdown_table(["source model", "n", "accuracy"],
                              [[m, g["n"], percent(g["accuracy"])] for m, g in metrics["source_models"].items()]
                              ).rstrip()]
+    if "confidence" in metrics:
+        notes += confidence_notes(metrics["confidence"])
     if plots:
-        notes += ["## Plots", "\n".join(f"![{key}]({file})" for key, file in PLOTS.items())]
+        shown = {**PLOTS, **({"reliability": RELIABILITY_PLOT} if "confidence" in metrics else {})}
+        notes += ["## Plots", "\n".join(f"![{key}]({file})" for key, file in shown.items())]
     return notes
+
+
+def confidence_notes(conf: dict) -> list[str]:
+    """report.md's confidence section: AUROC, ECE, accuracy against k, the chosen threshold."""
+    t = conf["chosen_threshold"]
+    auroc = "-" if conf["auroc"] is None else f"{conf['auroc']:.3f}"
+    ece = "-" if conf["ece"] is None else f"{conf['ece']:.3f}"
+    return [
+        f"## Confidence ({conf['samples_per_row']} samples per row: confidence = share of a row's valid samples "
+        "judging 'correct')",
+        markdown_table(["metric", "value"], [
+            ["AUROC (confidence vs label)", auroc], ["expected calibration error (10 bins)", ece],
+            ["rows without a valid sample", conf["rows_without_valid_sample"]],
+            [f"threshold chosen on {t['calibration_rows']} rows (seed {t['seed']})", f"{t['threshold']:.3f}"],
+            [f"accuracy on the other {t['evaluation_rows']} rows at it (%)", percent(t["accuracy_at_threshold"])],
+            ["... at the fixed 0.5 (%)", percent(t["accuracy_at_0.5"])]]).rstrip(),
+        markdown_table(["k samples", "majority vote (%)", "mean confidence >= 0.5 (%)"],
+                       [[k, percent(v["majority"]), percent(v["mean_confidence"])]
+                        for k, v in conf["accuracy_vs_k"].items()]).rstrip(),
+    ]
 
 
 def write_plots(out: Path, metrics: dict, name: str) -> None:
@@ -361,3 +401,7 @@ def write_plots(out: Path, metrics: dict, name: str) -> None:
     accuracy_bars(metrics["subsets"], out / PLOTS["subsets"], f"{name}: accuracy by subset",
                   average=metrics["average"])
     accuracy_bars(metrics["source_models"], out / PLOTS["source_models"], f"{name}: accuracy by source model")
+    if "confidence" in metrics:
+        from libra.report.plots import reliability_diagram
+
+        reliability_diagram(metrics["confidence"], out / RELIABILITY_PLOT, f"{name}: reliability")

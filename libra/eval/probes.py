@@ -20,15 +20,23 @@ deterministic: the same rows and seed give the same probed bench.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
+import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
+from libra.data.bench import load_bench
+from libra.data.jsonl import DataError, SkipCounter
+from libra.eval.lazy_engine import LazyEngine
+from libra.eval.libra_bench import add_bench_arguments, build_requests, check_template
 from libra.eval.libra_bench import evaluate as evaluate_bench
 from libra.eval.metrics import paired_difference_ci
-from libra.eval.lazy_engine import LazyEngine
-from libra.eval.rundir import ResultsTable, publish
+from libra.eval.options import engine_from_args, prepare_sampling
+from libra.eval.rundir import ResultsTable, publish, settings, usage_error
+from libra.judge import template_fields
+from libra.models.checks import check_model_dir
 from libra.report.markdown import markdown_table, percent
 from libra.rollout.types import Engine, SamplingParams
 from libra.verify import extract_answer
@@ -98,19 +106,74 @@ def _correct_by_id(results_dir: Path) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in totals.items()}
 
 
+def register(evals: argparse._SubParsersAction) -> None:
+    p = evals.add_parser(
+        "probes", help="robustness probes: the bench with responses reshaped (answer only, a confident phrase on "
+                       "wrong answers, the derivation cut), accuracy per probe beside the original",
+        description="Run libra-bench on the bench as given and once per probe (one engine for all), then compare "
+                    "accuracy on the rows each probe changed (paired bootstrap). See libra/eval/probes.py.")
+    add_bench_arguments(p)
+    g = p.add_argument_group("probes")
+    g.add_argument("--probes", default=",".join(PROBES), help=f"comma-separated (default all: {','.join(PROBES)})")
+    g.add_argument("--probe-seed", type=int, default=0, help="seed of the probes' choices (default 0)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, *, engine=None) -> int:
+    """The command: the same checks as ``libra eval libra-bench`` (before any engine starts), the prompts
+    of every probed bench measured against the context, then ``evaluate``."""
+    start = time.perf_counter()
+    names = [name for name in args.probes.split(",") if name]
+    unknown = [name for name in names if name not in PROBES]
+    if unknown or not names:
+        return usage_error("probes", f"--probes: unknown {unknown}; choose from {','.join(PROBES)}")
+    try:
+        template_fields(args.template)
+    except ValueError as err:
+        return usage_error("probes", f"--template: {err}")
+    check_model_dir(args.model)
+    skipped = SkipCounter() if args.skip_bad else None
+    rows = load_bench(args.bench, split=args.split, skip_bad=skipped)[:args.limit]
+    if not rows:
+        raise DataError(args.bench, None, None, "no bench rows to evaluate")
+    try:
+        fields = check_template(args.template, rows)
+    except ValueError as err:
+        return usage_error("probes", f"--template: {err}")
+    unfit: dict[str, dict | None] = {}
+    params = None
+    for name, variant in {"original": rows, **{n: probe_rows(rows, n, args.probe_seed)[0] for n in names}}.items():
+        unfit[name] = {} if args.too_long == "count" else None
+        params = prepare_sampling(args, build_requests(variant, args.template, fields), f"{args.bench} ({name})",
+                                  unfit=unfit[name])
+    try:
+        evaluate(rows, out=args.out, sampling=params, model=args.model, engine=engine,
+                 engine_factory=None if engine is not None else (lambda: engine_from_args(args)), probes=names,
+                 seed=args.probe_seed, unfit=unfit, template=args.template, verdict=args.verdict,
+                 threshold=args.threshold, verdict_mode=args.verdict_mode, chunk=args.chunk,
+                 progress=not args.no_progress, settings=settings(args), bench=args.bench, engine_name=args.engine,
+                 skipped_bad_records=skipped.skipped if skipped else 0, started=start)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
 def evaluate(rows: Sequence[dict], *, out: str | Path, sampling: SamplingParams, model: str,
              engine: Engine | None = None, engine_factory: Callable[[], Engine] | None = None,
-             probes: Sequence[str] = tuple(PROBES), seed: int = 0, quiet: bool = False, **bench_options) -> dict:
+             probes: Sequence[str] = tuple(PROBES), seed: int = 0, quiet: bool = False,
+             unfit: Mapping[str, dict | None] | None = None, started: float | None = None, **bench_options) -> dict:
     """The bench as given (``OUT/original``) and once per probe (``OUT/<probe>``), each through
     ``libra.eval.libra_bench.evaluate`` with one shared engine (started on the first missing judgment,
-    closed at the end when this started it); ``OUT/results.json`` and report.md compare them."""
+    closed at the end when this started it); ``OUT/results.json`` and report.md compare them. ``unfit``:
+    per variant name, the prompts that do not fit the context (as ``libra_bench.evaluate`` takes them)."""
     out = Path(out)
     shared = engine if engine is not None else LazyEngine(engine_factory)
     variants = {"original": (list(rows), [r["id"] for r in rows])}
     variants.update({p: probe_rows(rows, p, seed) for p in probes})
     try:
         runs = {name: evaluate_bench(variant, out=out / name, sampling=sampling, model=model, engine=shared,
-                                     quiet=True, name=f"{Path(model).name} ({name})", **bench_options)
+                                     quiet=True, name=f"{Path(model).name} ({name})",
+                                     unfit=(unfit or {}).get(name), started=started, **bench_options)
                 for name, (variant, _) in variants.items()}
     finally:
         if engine is None:

@@ -110,6 +110,24 @@ def test_cli_end_to_end_files_and_metrics(judge, bench, tmp_path, capsys):
         assert heading in report
     assert "![confusion](confusion.png)" in report
 
+    # confidence (n = 2): each row's share of valid samples saying "correct", recomputed here
+    by_row = {}
+    for p in predictions:
+        by_row.setdefault(p["id"], []).append(p)
+    conf = {}
+    for rid, samples in by_row.items():
+        valid = [p["pred"] for p in samples if p["pred"] is not None]
+        conf[rid] = sum(valid) / len(valid) if valid else None
+        assert all(p["confidence"] == conf[rid] for p in samples)
+    scored = [(conf[r], by_row[r][0]["label"]) for r in by_row if conf[r] is not None]
+    pos, neg = [c for c, y in scored if y], [c for c, y in scored if not y]
+    pairs = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg) / (len(pos) * len(neg))
+    section = results["metrics"]["confidence"]
+    assert section["auroc"] == pytest.approx(pairs) and section["samples_per_row"] == 2
+    assert section["rows_without_valid_sample"] == sum(c is None for c in conf.values())
+    assert list(section["accuracy_vs_k"]) == ["1", "2"] and "## Confidence" in report
+    assert (out / libra_bench.RELIABILITY_PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
 
 @pytest.mark.parametrize("change, message", [
     ({"--model": "{tmp}/missing"}, "does not exist"),

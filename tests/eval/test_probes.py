@@ -95,3 +95,18 @@ def test_probe_evaluation_follows_its_runs(rows, tmp_path):
         low, high = entry["difference_ci95"]
         assert low <= per_run[name] - per_run["original"] <= high
     assert (tmp_path / "run" / "report.md").read_text().startswith("# Robustness probes")
+
+
+def test_the_probes_command(rows, tmp_path, capsys):
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("".join(json.dumps(r) + "\n" for r in rows[:4]))
+    judge = save_tiny(tmp_path / "judge", TinyConfig(max_position_embeddings=32768))
+    out = tmp_path / "cli"
+    argv = ["eval", "probes", "--model", str(judge), "--engine", "hf", "--bench", str(bench), "--out", str(out),
+            "--probes", "answer-only,confident-wrong", "--max-tokens", "4", "--no-progress"]
+    assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["probes"]) == ["answer-only", "confident-wrong"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["answer-only", "confident-wrong", "original"]
+    assert "Robustness probes" in capsys.readouterr().out
+    assert main([*argv[:-5], "--probes", "shout", "--max-tokens", "4"]) == 2
