@@ -94,7 +94,7 @@ MAX_MODEL_LEN = {"uniform": 512, "varied": 1024}
 # --model DIR (a real checkpoint, e.g. `libra model smollm2`): its own EOS ends completions, so no EOS
 # rewrite; fewer, shorter rollouts so that three variants fit a CPU run (a 135M model costs ~100x the tiny one).
 REAL_MODEL = {"prompts_per_step": 4, "n": 4, "max_new_tokens": 128, "l_exp": 64, "l_max": 128, "micro_batch": 4,
-              "measured_steps": 3, "context_words": [0, 60]}
+              "measured_steps": 2, "context_words": [0, 60]}
 MAX_TOKENS_PER_MICRO_BATCH = 2048  # ours: the token budget of a packed micro-batch (TRL: micro_batch rows)
 WORDS = ("the", "sum", "of", "two", "numbers", "is", "asked", "below", "carefully", "add", "digits", "carry", "one",
          "result", "answer", "check", "again", "column", "write", "final")
