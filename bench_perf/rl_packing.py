@@ -46,9 +46,9 @@ from bench_perf.common import (
     worker_main,
     write_json,
 )
+from bench_perf.grpo_step import MODEL as GRPO_STEP_MODEL
 
-MODEL = {"hidden_size": 256, "intermediate_size": 704, "num_hidden_layers": 4, "num_attention_heads": 4,
-         "num_key_value_heads": 2, "max_position_embeddings": 4096}
+MODEL = {**GRPO_STEP_MODEL, "max_position_embeddings": 4096}  # grpo_step's model, room for 2k-token rollouts
 SETTINGS = {"model": MODEL, "rollouts": 64, "prompt_min": 32, "prompt_max": 512, "response_median": 200,
             "response_sigma": 0.9, "response_max": 1536, "micro_batch": 8, "max_tokens_per_micro_batch": 4096,
             "reps": 3, "seed": 0}

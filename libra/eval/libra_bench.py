@@ -115,10 +115,28 @@ def run(args: argparse.Namespace, *, engine=None) -> int:
     vLLM), and the engine starts lazily: not at all when every judgment is already in generations.jsonl.
     """
     start = time.perf_counter()
+    checked = load_checked(args, "libra-bench")
+    if isinstance(checked, int):
+        return checked
+    rows, fields, skipped = checked
+    unfit = {} if args.too_long == "count" else None
+    params = prepare_sampling(args, build_requests(rows, args.template, fields), args.bench, unfit=unfit)
+    try:
+        evaluate(rows, out=args.out, sampling=params, model=args.model, unfit=unfit, skipped_bad_records=skipped,
+                 started=start, **evaluate_options(args, engine))
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def load_checked(args: argparse.Namespace, command: str) -> tuple[list[dict], set[str], int] | int:
+    """A bench command's rows (``--bench``, ``--split``, ``--limit``), the template fields they fill and the
+    count of skipped bad records, all checked before any engine starts; or the exit status (2, message
+    printed) of a bad ``--template``."""
     try:
         template_fields(args.template)
     except ValueError as err:
-        return usage_error("libra-bench", f"--template: {err}")
+        return usage_error(command, f"--template: {err}")
     check_model_dir(args.model)
     skipped = SkipCounter() if args.skip_bad else None
     rows = load_bench(args.bench, split=args.split, skip_bad=skipped)[:args.limit]
@@ -127,18 +145,16 @@ def run(args: argparse.Namespace, *, engine=None) -> int:
     try:
         fields = check_template(args.template, rows)
     except ValueError as err:
-        return usage_error("libra-bench", f"--template: {err}")
-    unfit = {} if args.too_long == "count" else None
-    params = prepare_sampling(args, build_requests(rows, args.template, fields), args.bench, unfit=unfit)
-    try:
-        evaluate(rows, template=args.template, out=args.out, sampling=params, model=args.model, unfit=unfit,
-                 engine=engine, engine_factory=None if engine is not None else (lambda: engine_from_args(args)),
-                 verdict=args.verdict, threshold=args.threshold, verdict_mode=args.verdict_mode, chunk=args.chunk,
-                 progress=not args.no_progress, settings=settings(args), bench=args.bench, engine_name=args.engine,
-                 skipped_bad_records=skipped.skipped if skipped else 0, started=start)
-    except KeyboardInterrupt:
-        return 130
-    return 0
+        return usage_error(command, f"--template: {err}")
+    return rows, fields, skipped.skipped if skipped else 0
+
+
+def evaluate_options(args: argparse.Namespace, engine=None) -> dict:
+    """The keywords of ``evaluate`` that a bench command's options set (engine included)."""
+    return dict(template=args.template, engine=engine,
+                engine_factory=None if engine is not None else (lambda: engine_from_args(args)),
+                verdict=args.verdict, threshold=args.threshold, verdict_mode=args.verdict_mode, chunk=args.chunk,
+                progress=not args.no_progress, settings=settings(args), bench=args.bench, engine_name=args.engine)
 
 
 def evaluate(rows: Sequence[dict], *, out: str | Path, sampling: SamplingParams, model: str,

@@ -27,16 +27,12 @@ import time
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from libra.data.bench import load_bench
-from libra.data.jsonl import DataError, SkipCounter
 from libra.eval.lazy_engine import LazyEngine
-from libra.eval.libra_bench import add_bench_arguments, build_requests, check_template
+from libra.eval.libra_bench import add_bench_arguments, build_requests, evaluate_options, load_checked
 from libra.eval.libra_bench import evaluate as evaluate_bench
 from libra.eval.metrics import paired_difference_ci
-from libra.eval.options import engine_from_args, prepare_sampling
-from libra.eval.rundir import ResultsTable, publish, settings, usage_error
-from libra.judge import template_fields
-from libra.models.checks import check_model_dir
+from libra.eval.options import prepare_sampling
+from libra.eval.rundir import ResultsTable, publish, usage_error
 from libra.report.markdown import markdown_table, percent
 from libra.rollout.types import Engine, SamplingParams
 from libra.verify import extract_answer
@@ -127,19 +123,10 @@ def run(args: argparse.Namespace, *, engine=None) -> int:
     unknown = [name for name in names if name not in PROBES]
     if unknown or not names:
         return usage_error("probes", f"--probes: unknown {unknown}; choose from {','.join(PROBES)}")
-    try:
-        template_fields(args.template)
-    except ValueError as err:
-        return usage_error("probes", f"--template: {err}")
-    check_model_dir(args.model)
-    skipped = SkipCounter() if args.skip_bad else None
-    rows = load_bench(args.bench, split=args.split, skip_bad=skipped)[:args.limit]
-    if not rows:
-        raise DataError(args.bench, None, None, "no bench rows to evaluate")
-    try:
-        fields = check_template(args.template, rows)
-    except ValueError as err:
-        return usage_error("probes", f"--template: {err}")
+    checked = load_checked(args, "probes")
+    if isinstance(checked, int):
+        return checked
+    rows, fields, skipped = checked
     unfit: dict[str, dict | None] = {}
     params = None
     for name, variant in {"original": rows, **{n: probe_rows(rows, n, args.probe_seed)[0] for n in names}}.items():
@@ -147,12 +134,8 @@ def run(args: argparse.Namespace, *, engine=None) -> int:
         params = prepare_sampling(args, build_requests(variant, args.template, fields), f"{args.bench} ({name})",
                                   unfit=unfit[name])
     try:
-        evaluate(rows, out=args.out, sampling=params, model=args.model, engine=engine,
-                 engine_factory=None if engine is not None else (lambda: engine_from_args(args)), probes=names,
-                 seed=args.probe_seed, unfit=unfit, template=args.template, verdict=args.verdict,
-                 threshold=args.threshold, verdict_mode=args.verdict_mode, chunk=args.chunk,
-                 progress=not args.no_progress, settings=settings(args), bench=args.bench, engine_name=args.engine,
-                 skipped_bad_records=skipped.skipped if skipped else 0, started=start)
+        evaluate(rows, out=args.out, sampling=params, model=args.model, probes=names, seed=args.probe_seed,
+                 unfit=unfit, skipped_bad_records=skipped, started=start, **evaluate_options(args, engine))
     except KeyboardInterrupt:
         return 130
     return 0

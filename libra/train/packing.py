@@ -66,23 +66,32 @@ def tokenize_chat(tokenizer, messages: list[dict], rec: Record | None = None) ->
     return Example(ids, mask)
 
 
+def first_fit(sizes: list[int], capacity: int) -> list[list[int]]:
+    """Indices of ``sizes`` in first-fit bins of total <= ``capacity``, in the given order (an item larger
+    than ``capacity`` gets a bin that nothing else fits into)."""
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for i, n in enumerate(sizes):
+        slot = next((b for b, r in enumerate(room) if r >= n), None)
+        if slot is None:
+            bins.append([i])
+            room.append(capacity - n)
+        else:
+            bins[slot].append(i)
+            room[slot] -= n
+    return bins
+
+
 def pack(examples: list[Example], max_len: int, packing: bool = True) -> list[list[Example]]:
     """First-fit bins of total length <= ``max_len`` (one example per bin without ``packing``); bins keep
     the examples' order so results do not depend on dictionary or hash order."""
-    bins: list[list[Example]] = []
-    room: list[int] = []
     for ex in examples:
-        n = len(ex.input_ids)
-        if n > max_len:
-            raise ValueError(f"an example of {n} tokens exceeds max_seq_len={max_len} (truncate or raise the limit)")
-        slot = next((i for i, r in enumerate(room) if r >= n), None) if packing else None
-        if slot is None:
-            bins.append([ex])
-            room.append(max_len - n)
-        else:
-            bins[slot].append(ex)
-            room[slot] -= n
-    return bins
+        if len(ex.input_ids) > max_len:
+            raise ValueError(f"an example of {len(ex.input_ids)} tokens exceeds max_seq_len={max_len} "
+                             "(truncate or raise the limit)")
+    if not packing:
+        return [[ex] for ex in examples]
+    return [[examples[i] for i in b] for b in first_fit([len(ex.input_ids) for ex in examples], max_len)]
 
 
 def batch_inputs(rows: list[list[Example]], pad_id: int, attn_implementation: str = "sdpa") -> dict:

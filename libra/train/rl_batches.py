@@ -26,7 +26,7 @@ from typing import Protocol, Sequence
 
 import torch
 
-from libra.train.packing import Example
+from libra.train.packing import Example, first_fit
 
 
 class HasTokens(Protocol):
@@ -59,17 +59,7 @@ def micro_batches(rollouts: Sequence[HasTokens], size: int, max_tokens: int = 0,
             else:
                 buckets.append([i])
         return [[rollouts[i] for i in sorted(b)] for b in buckets]
-    bins: list[list[int]] = []
-    room: list[int] = []
-    for i in order:
-        n = _length(rollouts[i])
-        slot = next((b for b, r in enumerate(room) if r >= n), None)
-        if slot is None:
-            bins.append([i])
-            room.append(max_tokens - n)
-        else:
-            bins[slot].append(i)
-            room[slot] -= n
+    bins = [[order[j] for j in b] for b in first_fit([_length(rollouts[i]) for i in order], max_tokens)]
     return [[rollouts[i] for i in sorted(b)] for b in bins]  # rollout order inside a bin: reproducible
 
 
