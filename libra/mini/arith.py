@@ -185,25 +185,32 @@ def _miscopy(answer: str, rng: random.Random) -> str:
 
 def compare_lines(ours: str, theirs: str | None, width: int) -> tuple[list[str], bool]:
     """Two answers compared digit by digit, the way a small model can: both written right-aligned to the
-    same ``width`` (zero-padded), then one line per digit pair, most significant first::
+    same ``width`` (zero-padded), then one line per digit pair, most significant first, each saying
+    whether the answers agree *so far*::
 
         sum 132
         answer 123
         1 1 same
         3 2 differ
         2 3 differ
+        4 4 differ      (a later equal pair still says differ: the answers already differ)
 
     Why this layout: comparing two numbers in one step ("132 vs 123: differ") asks a tiny transformer
-    to line up digits at offsets that change with their lengths; zero-padding fixes every offset, and a
-    line per pair makes each decision local (two neighbouring digits), so the final verdict only has to
-    see whether any line says "differ". ``theirs`` that is not a digit string is written as given and
-    never matches. Returns the lines and whether the answers are the same number."""
+    to line up digits at offsets that change with their lengths; zero-padding fixes every offset. Each
+    line's word depends only on its own two digits and the line before (a running check, like a carry),
+    so the verdict reads one word, the last line's, instead of searching every line for a difference (a
+    2-layer judge that had to search got the verdict wrong after a right comparison about half the time).
+    ``theirs`` that is not a digit string is written as given and never matches. Returns the lines and
+    whether the answers are the same number."""
     if theirs is None or not theirs.isdigit():
         shown = "none" if theirs is None else " ".join(theirs.split())
         return [f"sum {ours.zfill(width)}", f"answer {shown}", "no number, differ"], False
     width = max(width, len(ours), len(theirs))
     a, b = ours.zfill(width), theirs.zfill(width)
-    pairs = [f"{x} {y} {'same' if x == y else 'differ'}" for x, y in zip(a, b)]
+    pairs, agree = [], True
+    for x, y in zip(a, b):
+        agree = agree and x == y
+        pairs.append(f"{x} {y} {'same' if agree else 'differ'}")
     return [f"sum {a}", f"answer {b}", *pairs], a == b
 
 
@@ -235,6 +242,30 @@ def extraction_instruction(solution: str, answer: str) -> dict:
     answered in brackets. Reading, not judging: no correctness is asked or given."""
     return {"prompt": f"Read the solution and copy its final answer.\nSolution:\n{solution}\nAnswer in the form [[N]].",
             "response": f"[[{answer}]]"}
+
+
+# Questions about a solution's final answer that take a short look, not a judgment: (the property, what the
+# thinking does, the check, the thinking's line).
+_PROPERTIES = (
+    ("is even", "look at its last digit", lambda n: int(n[-1]) % 2 == 0, lambda n: f"last digit {n[-1]}"),
+    ("has three digits", "count its digits", lambda n: len(n) == 3, lambda n: f"digits {len(n)}"),
+    ("ends in 0 or 5", "look at its last digit", lambda n: n[-1] in "05", lambda n: f"last digit {n[-1]}"),
+)
+
+
+def property_instruction(solution: str, answer: str, rng: random.Random) -> dict:
+    """"Is this solution's final answer even?" (or another property): a prompt laid out like a judging prompt
+    (a task line, a whole solution, an invitation to think, a stated two-way verdict format), answered by
+    thinking inside ``<think>`` and then a verdict in that format. It asks about the number, never whether
+    the solution is right, so a base trained on it has learnt to read, think and answer in a format it is
+    told about, as a pretrained model has, without ever seeing a judgment (RL-zero's fair start)."""
+    name, how, check, line = rng.choice(_PROPERTIES)
+    yes, no = rng.choice(BRACKET_FORMATS)
+    prompt = (f"Say whether the solution's final answer {name}.\nSolution:\n{solution}\n"
+              f"First think inside <think> </think>: copy its final answer, then {how}.\n"
+              f"Verdict: {yes} if it {name}, {no} if not.")
+    response = f"<think>\nanswer {answer}\n{line(answer)}\n</think>\n{yes if check(answer) else no}"
+    return {"prompt": prompt, "response": response}
 
 
 def near_miss(answer: str, rng: random.Random) -> str:

@@ -37,6 +37,7 @@ from libra.mini.arith import (
     extraction_instruction,
     make_problems,
     near_miss,
+    property_instruction,
     respond,
     worked_solution,
 )
@@ -44,6 +45,7 @@ from libra.mini.runs import (
     TEACHER,
     VARIANTS,
     SharedEngine,
+    eval_sampling,
     judge_bench,
     read_rows,
     reasoning_prompt,
@@ -51,9 +53,14 @@ from libra.mini.runs import (
     template_of,
     train_in_process,
 )
-from libra.mini.stages import Stages
+from libra.mini.stages import Stages, code_digest
 from libra.mini.teacher import ThinkingTeacher, direct_verdict
 
+
+
+# The source model whose solutions the downstream policy imitates: a reasoner that is often wrong, as the
+# paper's R1-distilled starting policies are (55% / 39%), whatever the seed.
+POLICY_SOURCE = "average"
 
 
 @dataclass(frozen=True)
@@ -68,20 +75,20 @@ class MiniConfig:
     digits: tuple[int, ...] = (2,)  # one operand length: columns sit at fixed offsets, which a tiny model finds
     hidden_size: int = 128
     layers: int = 2
-    heads: int = 2
-    kv_heads: int = 1
-    base_epochs: int = 6
+    heads: int = 4
+    kv_heads: int = 4
+    base_epochs: int = 5
     reasoning_problems: int = 3000  # worked solutions in the base's data
-    skill_rows: int = 2000  # non-judging comparison instructions in the base's data, and half as many extractions
-    judge_rows: int = 1200  # judging rows per SFT variant (mixed with non-judging rows)
+    skill_rows: int = 2000  # non-judging comparison instructions in the base's data; half as many extractions, and properties
+    judge_rows: int = 2000  # judging rows per SFT variant (mixed with non-judging rows)
     reasoning_rows: int = 300
-    judge_epochs: int = 6
+    judge_epochs: int = 5
     judge_lr: float = 3e-3
     teacher_error_rate: float = 0.2
     teacher_skim_rate: float = 0.5  # judgments that trust the response unchecked (see teacher.skim_text)
     teacher_samples: int = 2
     grpo_steps: int = 20
-    grpo_lr: float = 1e-4  # SFT+RL
+    grpo_lr: float = 2e-4  # SFT+RL
     grpo_zero_lr: float = 3e-4  # RL-zero (no KL; it first has to find the verdict format)
     grpo_prompts: int = 32
     grpo_n: int = 8
@@ -89,8 +96,10 @@ class MiniConfig:
     grpo_reasoning_share: float = 0.2  # share of reasoning problems in the RL data (the rest: judging rows)
     grpo_eval_every: int = 5  # rollout steps between held-out evaluations during RL (Fig. 3a)
     max_judgment_tokens: int = 192  # the teacher's judgments are ~90 tokens
+    eval_temperature: float = 0.6  # the paper's for thinking judges (direct verdicts: greedy)
+    eval_samples: int = 2  # judgments per held-out row for thinking judges
     length_penalty_from: int = 128  # L_exp: as in the paper, only judgments far beyond the usual length pay
-    policy_epochs: int = 3  # the downstream policy: a weak reasoner, with room to improve
+    policy_epochs: int = 3  # the downstream policy: SFT on an often-wrong solver's solutions
     policy_temperature: float = 0.7  # sampling temperature of the policy's solutions (labelled and tested)
     policy_samples: int = 4  # samples per problem, for the judges to label and for pass@1
     dpo_epochs: int = 2
@@ -142,12 +151,20 @@ def build_data(cfg: MiniConfig, folder: Path) -> None:
     for p in rng.sample(train, min(cfg.skill_rows // 2, len(train))):
         solution = respond(rng.choice(SOURCE_MODELS), p, rng)
         skills.append(extraction_instruction(solution, extract_answer(solution)))
+    for p in rng.sample(train, min(cfg.skill_rows // 2, len(train))):
+        solution = respond(rng.choice(SOURCE_MODELS), p, rng)
+        skills.append(property_instruction(solution, extract_answer(solution), rng))
     rng.shuffle(skills)
     write_jsonl(folder / "skills.jsonl", skills)
     for name, subset in (("downstream-dpo", dpo), ("downstream-test", test), ("rl-reasoning", train)):
         write_jsonl(folder / f"{name}.jsonl", [{"id": p.id, "task": "reasoning", "question": p.question,
                                                 "answer": p.answer} for p in subset])
     write_json(folder / "stats.json", result.stats)
+    # The downstream policy's data: the "average" source model's solutions, slips included (last, so the
+    # draws above do not depend on it).
+    imitated = next(m for m in SOURCE_MODELS if m.name == POLICY_SOURCE)
+    write_jsonl(folder / "policy.jsonl", [{"prompt": reasoning_prompt(p.question), "response": respond(imitated, p, rng)}
+                                          for p in train[:cfg.reasoning_problems]])
 
 
 def build_model(cfg: MiniConfig, data: Path, folder: Path) -> None:
@@ -210,7 +227,8 @@ def _grpo(cfg: MiniConfig, model: Path, rows: Path, bench: Path, template: str, 
     """GRPO from ``model`` (the paper's recipe at Mini scale) on the shared engine, evaluating ``bench`` at
     step 0, every ``grpo_eval_every`` rollout steps and at the end."""
     evals = [f"eval.bench={bench}", f"eval.template={template}", f"eval.every={cfg.grpo_eval_every}",
-             f"eval.max_tokens={cfg.max_judgment_tokens}"] if cfg.grpo_eval_every else []
+             f"eval.max_tokens={cfg.max_judgment_tokens}", f"eval.temperature={cfg.eval_temperature}",
+             f"eval.n={cfg.eval_samples}"] if cfg.grpo_eval_every else []
     train_in_process(
         "grpo", f"model.path={model}", f"data.train={rows}", "data.task=pointwise", f"data.template={template}",
         f"data.prompts_per_step={cfg.grpo_prompts}", f"run.global_batch_size={cfg.grpo_prompts}",
@@ -228,12 +246,15 @@ def evaluate(cfg: MiniConfig, models: dict[str, Path], bench: Path, folder: Path
     from transformers import AutoTokenizer
 
     for name, path in models.items():
+        temperature, n = eval_sampling(name, cfg.eval_temperature, cfg.eval_samples)
         judge_bench(engines.use(path), path, bench, template_of(name), cfg.max_judgment_tokens,
-                    folder / name)
+                    folder / name, seed=cfg.seed, temperature=temperature, n=n)
     teacher = ThinkingTeacher(AutoTokenizer.from_pretrained(models["base"]), error_rate=cfg.teacher_error_rate,
                               skim_rate=cfg.teacher_skim_rate)
+    temperature, n = eval_sampling(TEACHER, cfg.eval_temperature, cfg.eval_samples)
     judge_bench(teacher, models["base"], bench, MINI_TEMPLATE, cfg.max_judgment_tokens, folder / TEACHER,
-                fingerprint=f"thinking-teacher:{cfg.teacher_error_rate}:{cfg.teacher_skim_rate}")
+                fingerprint=f"thinking-teacher:{cfg.teacher_error_rate}:{cfg.teacher_skim_rate}", seed=cfg.seed,
+                temperature=temperature, n=n)
 
 
 def run(out: Path, cfg: MiniConfig) -> dict:
@@ -243,7 +264,10 @@ def run(out: Path, cfg: MiniConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", asdict(cfg))
     start = time.perf_counter()
-    stages = Stages(out, 12)
+    import libra
+    import libra_kernels
+
+    stages = Stages(out, 12, code=code_digest(Path(libra.__file__).parent, Path(libra_kernels.__file__).parent))
     c = cfg.pick
     data = stages.run("data", lambda f: build_data(cfg, f),
                       c("seed", "train_problems", "bench_problems", "downstream_problems", "responses_per_model",
@@ -256,7 +280,7 @@ def run(out: Path, cfg: MiniConfig) -> dict:
 
     def base_sft(f: Path) -> None:
         build_base_data(data, f.parent)
-        sft(model, f.parent / "rows.jsonl", f, cfg.base_epochs, 160, 5e-3)
+        sft(model, f.parent / "rows.jsonl", f, cfg.base_epochs, 256, 5e-3)
 
     base = trained("base-sft", base_sft, c("base_epochs"), ("data", "model"))
     judging = stages.run("judging-data", lambda f: build_judging_data(cfg, data, base, f),
@@ -268,7 +292,8 @@ def run(out: Path, cfg: MiniConfig) -> dict:
     thinking = trained("thinking-sft", lambda f: sft(base, judging / "thinking.jsonl", f, cfg.judge_epochs, 384,
                                                       cfg.judge_lr), sft_settings, ("base-sft", "judging-data"))
     grpo_settings = c("seed", "grpo_steps", "grpo_lr", "grpo_zero_lr", "grpo_prompts", "grpo_n", "grpo_temperature",
-                      "grpo_eval_every", "max_judgment_tokens", "length_penalty_from", "engine")
+                      "grpo_eval_every", "max_judgment_tokens", "length_penalty_from", "eval_temperature",
+                      "eval_samples", "engine")
     bench = data / "bench.jsonl"
     rl_rows = judging / "rl.jsonl"
     engines = SharedEngine(cfg.engine, base, cfg.seed)
@@ -282,7 +307,8 @@ def run(out: Path, cfg: MiniConfig) -> dict:
         models = dict(zip(VARIANTS, (base, direct, thinking, rl_zero, sft_rl)))
         judges = ("base-sft", "direct-sft", "thinking-sft", "rl-zero", "sft-rl")
         stages.run("eval", lambda f: evaluate(cfg, models, bench, f, engines),
-                   c("max_judgment_tokens", "teacher_error_rate", "teacher_skim_rate", "engine"), ("data",) + judges)
+                   c("seed", "max_judgment_tokens", "teacher_error_rate", "teacher_skim_rate", "eval_temperature",
+                     "eval_samples", "engine"), ("data",) + judges)
         policy = trained("policy-sft", lambda f: train_policy(cfg, model, data, f), c("policy_epochs"),
                          ("data", "model"))
         stages.run("downstream", lambda f: downstream(cfg, models, policy, data, f, engines),

@@ -37,10 +37,14 @@ def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def _right(out: Path, variant: str) -> dict[str, bool]:
-    """Per judgment id, whether the variant judged it right (an invalid verdict is wrong)."""
-    rows = _jsonl(out / "eval" / variant / "predictions.jsonl")
-    return {f"{r['id']}#{r['sample']}": r["pred"] is not None and r["pred"] == r["label"] for r in rows}
+def _right(out: Path, variant: str) -> dict[str, float]:
+    """Per held-out row, the share of the variant's judgments of it that are right (an invalid verdict is
+    wrong): the unit the paired bootstrap resamples, so judges sampled a different number of times (thinking
+    judges several, the direct one once) are compared on the same rows."""
+    by_row: dict[str, list[bool]] = {}
+    for r in _jsonl(out / "eval" / variant / "predictions.jsonl"):
+        by_row.setdefault(r["id"], []).append(r["pred"] is not None and r["pred"] == r["label"])
+    return {row: float(np.mean(v)) for row, v in by_row.items()}
 
 
 def spearman(x: list[float], y: list[float]) -> float | None:
@@ -86,7 +90,7 @@ def collect(out: Path) -> dict:
     variants = {}
     for name in (*VARIANTS, TEACHER):
         m = json.loads((out / "eval" / name / "results.json").read_text())["metrics"]
-        variants[name] = {k: m[k] for k in ("n", "accuracy", "average", "macro_f1", "invalid_rate", "confusion",
+        variants[name] = {k: m[k] for k in ("rows", "n", "accuracy", "average", "macro_f1", "invalid_rate", "confusion",
                                             "mean_judgment_tokens")}
     curves = {name: [{k: r[k] for k in ("step", *CURVE_KEYS) if k in r}  # rollout steps (not the step-0 eval)
                      for r in _jsonl(out / name / "run" / "metrics.jsonl") if "reward" in r]
@@ -153,7 +157,7 @@ def write_report(out: Path, cfg, wall_s: float, stages) -> dict:
     if points:
         correlation_scatter(points, out / "downstream.png", "judge accuracy on the Mini Libra Bench (%)",
                             "policy pass@1 after DPO (%)", "Judge accuracy vs downstream pass@1 (Fig. 2)")
-    n = variants["base"]["n"]
+    n = variants["base"]["rows"]
     claims = [[c["claim"], f"{c['better']} vs {c['worse']}", c["holds"], f"{100 * c['difference']:+.1f}",
                f"{100 * c['ci95'][0]:+.1f} to {100 * c['ci95'][1]:+.1f}",
                f"{c['target_points']:+.0f}" if c["target_points"] else ""] for c in results["claims"]]
@@ -167,9 +171,12 @@ def write_report(out: Path, cfg, wall_s: float, stages) -> dict:
     rl_zero_invalid = variants["rl-zero"]["invalid_rate"]
     body = [
         "# Libra-Mini",
-        f"Held-out Mini Libra Bench: {n} judgments (balanced correct / incorrect per source model, problems "
-        f"unseen in training). Accuracy, macro-F1 and invalid rate in %; TP..TN: the confusion matrix with "
+        f"Held-out Mini Libra Bench: {n} rows (balanced correct / incorrect per source model, problems "
+        f"unseen in training). The paper's protocol: thinking judges sampled {cfg.eval_samples} times per row at "
+        f"temperature {cfg.eval_temperature}, the direct-verdict judge greedy once; accuracy over every judgment, "
+        f"macro-F1 and invalid rate in %; TP..TN: the confusion matrix over judgments with "
         f"'correct' as the positive class (invalid verdicts count as wrong); tokens: mean judgment length. "
+        f"Intervals: paired bootstrap over rows (each row's share of right judgments). "
         f"`teacher` is the programmatic thinking teacher of rejection sampling (error rate "
         f"{cfg.teacher_error_rate:.0%}), scored by the same harness.",
         markdown_table(headers, rows).rstrip(),
@@ -192,7 +199,7 @@ def write_report(out: Path, cfg, wall_s: float, stages) -> dict:
         f"{', '.join(stages.reused) or 'none'}.",
     ]
     (out / "report.md").write_text("\n\n".join(body) + "\n")
-    print_results_table(f"Libra-Mini: {n} held-out judgments", headers, rows)
+    print_results_table(f"Libra-Mini: {n} held-out rows", headers, rows)
     print_results_table("The paper's claims, as measured", claim_headers, claims)
     print_results_table("Downstream: DPO on judge-labelled pairs", down_headers, down_rows)
     print(f"Spearman(bench accuracy, pass@1) = {rho_text}")

@@ -107,16 +107,29 @@ class _Lent:
         """The pipeline's engine outlives the trainer: closing is the owner's job."""
 
 
+def thinks(variant: str) -> bool:
+    """Whether ``variant`` writes a thinking judgment (everything but the direct-verdict baseline)."""
+    return variant != "direct-sft"
+
+
+def eval_sampling(variant: str, temperature: float, samples: int) -> tuple[float, int]:
+    """The paper's evaluation protocol (appendix: thinking models sampled at temperature 0.6, non-thinking
+    ones greedy): ``(temperature, samples per row)`` for ``variant``. Several samples per row measure the
+    judge's distribution rather than one draw (or the argmax, which hides how often a judge skims)."""
+    return (temperature, samples) if thinks(variant) else (0.0, 1)
+
+
 def judge_bench(engine, model: Path, bench: Path, template: str, max_tokens: int, out: Path,
-                fingerprint: str | None = None, seed: int = 0) -> dict:
+                fingerprint: str | None = None, seed: int = 0, temperature: float = 0.0, n: int = 1) -> dict:
     """Libra Bench (``libra.eval.libra_bench.evaluate``) on ``engine``, which already holds ``model``'s weights:
-    one greedy judgment per row, predictions.jsonl and results.json in ``out``; returns the metrics."""
+    ``n`` judgments per row at ``temperature``, predictions.jsonl and results.json in ``out``; returns the
+    metrics (accuracy over every judgment)."""
     from libra.data.bench import load_bench
     from libra.eval.libra_bench import evaluate
     from libra.rollout.types import SamplingParams
 
-    greedy = SamplingParams(n=1, temperature=0.0, max_tokens=max_tokens, seed=seed)  # as the RL runs' own evals
-    results = evaluate(load_bench(str(bench)), out=out, sampling=greedy, model=str(model),
+    params = SamplingParams(n=n, temperature=temperature, max_tokens=max_tokens, seed=seed)
+    results = evaluate(load_bench(str(bench)), out=out, sampling=params, model=str(model),
                        engine=engine, template=template, fingerprint=fingerprint, progress=False, plots=False,
                        quiet=True, bench=str(bench))
     return results["metrics"]

@@ -2,7 +2,8 @@
 
 A stage's key is a digest of its own settings and of the keys of the stages it reads, so rerunning into
 the same folder with another configuration (``--fast`` then the full run, another seed, another engine)
-rebuilds exactly the stages whose inputs changed and reuses the rest. The key and the time a stage took
+rebuilds exactly the stages whose inputs changed and reuses the rest. Every key also covers the code that
+builds the stages (``code_digest``): after an upgrade or an edit, nothing built by other code is reused. The key and the time a stage took
 are written into its ``done`` marker; a marker with another key (or from before keys existed) means the
 stage is stale: its folder is emptied and it runs again. Every decision is printed.
 """
@@ -17,17 +18,29 @@ from pathlib import Path
 from typing import Callable
 
 
-def stage_key(settings: dict, inputs: list[str]) -> str:
-    """The digest of a stage's settings (JSON-able values) and of its input stages' keys."""
-    blob = json.dumps({"settings": settings, "inputs": inputs}, sort_keys=True, default=str)
+def stage_key(settings: dict, inputs: list[str], code: str = "") -> str:
+    """The digest of a stage's settings (JSON-able values), of its input stages' keys and of the code."""
+    blob = json.dumps({"settings": settings, "inputs": inputs, "code": code}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def code_digest(*packages: Path) -> str:
+    """A digest of every source file (.py, .txt templates) under the ``packages`` directories, by relative
+    path and content: the code a stage is built with, so an edited trainer or template rebuilds."""
+    h = hashlib.sha256()
+    for root in packages:
+        for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".txt") and "__pycache__" not in p.parts):
+            h.update(f"{root.name}/{path.relative_to(root)}\0".encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 class Stages:
     """Runs named stages in order, each at most once per key, and prints where the run is."""
 
-    def __init__(self, out: Path, total: int):
+    def __init__(self, out: Path, total: int, code: str = ""):
         self.out, self.total, self.index, self.start = out, total, 0, time.perf_counter()
+        self.code = code
         self.keys: dict[str, str] = {}
         self.reused: list[str] = []
         self.built: dict[str, float] = {}
@@ -35,7 +48,7 @@ class Stages:
     def run(self, name: str, fn: Callable[[Path], None], settings: dict, inputs: tuple[str, ...] = ()) -> Path:
         """``fn(folder)`` unless ``folder/done`` holds this key; ``inputs`` name earlier stages."""
         self.index += 1
-        key = stage_key(settings, [self.keys[i] for i in inputs])
+        key = stage_key(settings, [self.keys[i] for i in inputs], self.code)
         self.keys[name] = key
         folder = self.out / name
         marker = folder / "done"

@@ -5,6 +5,7 @@ with the label. Here a program thinks the way such a judge should on this domain
 column by column, compares its sum with the response's final answer, then gives the verdict::
 
     <think>
+    Compute 482 + 739.
     2+9+0=11 write 1 carry 1
     8+3+1=12 write 2 carry 1
     4+7+1=12 write 12
@@ -13,7 +14,7 @@ column by column, compares its sum with the response's final answer, then gives 
     1 1 same
     2 2 same
     2 1 differ
-    1 1 same
+    1 1 differ
     </think>
     Wrong. [[score=0]]
 
@@ -52,7 +53,9 @@ def judge_text(question: str, response: str, *, slip: bool, rng: random.Random) 
     lines, mine = written_steps(a, b, mistake)
     comparison, same = compare_lines(str(mine), extract_answer(response), answer_width(a, b))
     verdict = "Correct. [[score=4]]" if same else "Wrong. [[score=0]]"
-    return "<think>\n" + "\n".join(lines + comparison) + f"\n</think>\n{verdict}"
+    # The question restated first: the column lines then follow it as they follow the question in a
+    # reasoning prompt, so the judge reuses the base's addition, and the digits sit near where they are read.
+    return "<think>\n" + "\n".join([question.strip(), *lines, *comparison]) + f"\n</think>\n{verdict}"
 
 
 def skim_text(response: str) -> str:

@@ -132,6 +132,7 @@ class GRPOEvalConfig:
     every: int = 0  # rollout steps between evaluations (0: off)
     max_tokens: int = 4096
     temperature: float = 0.0
+    n: int = 1  # judgments per row (accuracy is over all of them)
     verdict_mode: Literal["lenient", "strict"] = "lenient"  # as `libra eval libra-bench` reads verdicts
 
 
@@ -432,6 +433,8 @@ class HeldOutEval:
     def __init__(self, session: TrainSession, cfg: GRPOConfig, updates_per_step: int):
         self.cfg, self.session, self.per_step = cfg, session, updates_per_step
         self.enabled = bool(cfg.eval.bench) and cfg.eval.every > 0
+        if cfg.eval.n < 1:
+            raise ConfigError("config", "eval.n", f"must be >= 1 judgments per row, got {cfg.eval.n}")
         self.rows: list[dict] = []
         if self.enabled and session.world.is_main:
             from libra.data.bench import load_bench
@@ -464,7 +467,7 @@ class HeldOutEval:
         from libra.eval.libra_bench import evaluate
 
         e, step = self.cfg.eval, self.session.step
-        params = SamplingParams(n=1, temperature=e.temperature, max_tokens=e.max_tokens, seed=self.cfg.run.seed)
+        params = SamplingParams(n=e.n, temperature=e.temperature, max_tokens=e.max_tokens, seed=self.cfg.run.seed)
         results = evaluate(self.rows, out=Path(self.cfg.run.out) / "evals" / f"step_{step:08d}", sampling=params,
                            model=self.cfg.model.path, engine=engine, template=e.template,
                            fingerprint=f"grpo-run:{self.run_key}:step:{step}", verdict_mode=e.verdict_mode,

@@ -16,6 +16,7 @@ from libra.mini.arith import (
     compare_lines,
     comparison_instruction,
     extraction_instruction,
+    property_instruction,
     make_problems,
     near_miss,
     parse_question,
@@ -149,11 +150,16 @@ def test_respond_is_deterministic_given_the_generator():
 def test_compare_lines_pads_and_compares_each_digit():
     lines, same = compare_lines("132", "123", 3)
     assert lines == ["sum 132", "answer 123", "1 1 same", "3 2 differ", "2 3 differ"] and not same
+    # A running check: after the first difference every line says differ, equal digits included.
+    lines, same = compare_lines("1324", "1224", 4)
+    assert lines == ["sum 1324", "answer 1224", "1 1 same", "3 2 differ", "2 2 differ", "4 4 differ"] and not same
     lines, same = compare_lines("87", "087", 3)
     assert lines == ["sum 087", "answer 087", "0 0 same", "8 8 same", "7 7 same"] and same
     # An answer longer than the width widens both sides; a non-number never matches.
     assert compare_lines("87", "1870", 3) == (["sum 0087", "answer 1870", "0 1 differ", "0 8 differ", "8 7 differ",
                                                "7 0 differ"], False)
+    assert compare_lines("87", "1087", 3) == (["sum 0087", "answer 1087", "0 1 differ", "0 0 differ", "8 8 differ",
+                                               "7 7 differ"], False)
     assert compare_lines("87", "8 7", 3)[1] is False and compare_lines("87", None, 3)[0][1] == "answer none"
 
 
@@ -186,3 +192,28 @@ def test_extraction_instruction_reads_without_judging():
     row = extraction_instruction(solution, extract_answer(solution))
     assert solution in row["prompt"] and row["response"] == f"[[{extract_answer(solution)}]]"
     assert "correct" not in row["prompt"].lower() and "Compute" not in row["prompt"]  # no question, no verdict asked
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_property_instruction_asks_about_the_number_not_the_solution(seed):
+    rng = random.Random(seed)
+    seen = set()
+    for p in make_problems(200, digits=(2,), seed=seed):
+        solution = respond(SOURCE_MODELS[1], p, rng)
+        answer = extract_answer(solution)
+        row = property_instruction(solution, answer, rng)
+        yes, no = re.findall(r"\[\[[^\]]+\]\]", row["prompt"])
+        assert (yes, no) in BRACKET_FORMATS and solution in row["prompt"]
+        assert "correct" not in row["prompt"].lower() and "Compute" not in row["prompt"]  # no question, no verdict
+        think, verdict = row["response"].split("</think>\n")
+        assert think.startswith(f"<think>\nanswer {answer}\n")
+        # The verdict follows from the number alone, computed here independently per property.
+        if "is even" in row["prompt"]:
+            truth = int(answer) % 2 == 0
+        elif "three digits" in row["prompt"]:
+            truth = len(answer) == 3
+        else:
+            truth = int(answer) % 5 == 0
+        assert verdict == (yes if truth else no)
+        seen.add((row["prompt"].splitlines()[0], verdict == yes))
+    assert len(seen) == 6  # every property, answered both ways

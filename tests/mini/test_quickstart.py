@@ -36,10 +36,17 @@ def test_fast_quickstart_runs_every_stage(tmp_path):
     for name, metrics in results["variants"].items():
         lines = (out / "eval" / name / "predictions.jsonl").read_text().splitlines()
         predictions = [json.loads(line) for line in lines]
-        assert metrics["n"] == len(bench) == len(predictions)
+        # The paper's protocol: thinking judges sampled eval_samples times per row, the direct one once.
+        samples = 1 if name == "direct-sft" else results["config"]["eval_samples"]
+        assert metrics["rows"] == len(bench) and metrics["n"] == len(bench) * samples == len(predictions)
+        assert all(sum(p["id"] == r["id"] for p in predictions) == samples for r in bench)
         right = sum(p["pred"] is not None and p["pred"] == p["label"] for p in predictions)
         assert metrics["accuracy"] == pytest.approx(right / len(predictions))
         assert 0 <= metrics["invalid_rate"] <= 1
+    for claim in results["claims"]:  # each claim's difference is the one between the two accuracies in the table
+        better, worse = (results["variants"][claim[k]]["accuracy"] for k in ("better", "worse"))
+        assert claim["difference"] == pytest.approx(better - worse)
+        assert claim["ci95"][0] <= claim["difference"] + 1e-9 and claim["difference"] <= claim["ci95"][1] + 1e-9
     stats = results["rejection_sampling"]
     assert stats["kept"] > 0 and stats["invalid"] == 0  # the teacher always gives a verdict
     for stage in ("base-sft", "direct-sft", "thinking-sft", "rl-zero", "sft-rl"):

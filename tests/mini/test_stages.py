@@ -54,3 +54,28 @@ def test_unfinished_or_keyless_stages_rebuild_from_an_empty_folder(tmp_path):
 def test_key_depends_on_settings_and_inputs_only():
     assert stage_key({"a": 1, "b": 2}, ["k"]) == stage_key({"b": 2, "a": 1}, ["k"])
     assert stage_key({"a": 1}, ["k"]) != stage_key({"a": 1}, ["j"]) != stage_key({"a": 2}, ["j"])
+
+
+def test_other_code_rebuilds_everything(tmp_path):
+    """A stage built by other code (an edited trainer, template) is not reused, though its settings match."""
+    calls = []
+    for code, expect in (("v1", ["first", "second"]), ("v1", []), ("v2", ["first", "second"])):
+        calls.clear()
+        stages = Stages(tmp_path, 2, code=code)
+        stages.run("first", lambda f: calls.append("first"), {"a": 1})
+        stages.run("second", lambda f: calls.append("second"), {"b": 1}, ("first",))
+        assert calls == expect
+
+
+def test_code_digest_follows_file_contents_not_times(tmp_path):
+    from libra.mini.stages import code_digest
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    (tmp_path / "pkg" / "t.txt").write_text("template\n")
+    first = code_digest(tmp_path / "pkg")
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")  # rewritten, same content
+    (tmp_path / "pkg" / "notes.md").write_text("not code")
+    assert code_digest(tmp_path / "pkg") == first
+    (tmp_path / "pkg" / "t.txt").write_text("template!\n")
+    assert code_digest(tmp_path / "pkg") != first

@@ -54,13 +54,14 @@ def test_mini_template_renders_and_is_short():
 
 def test_judgment_shape():
     text = judge_text("Compute 482 + 739.", "...\nSo the answer is \\boxed{1211}.", slip=False, rng=random.Random(0))
-    assert text == ("<think>\n2+9+0=11 write 1 carry 1\n8+3+1=12 write 2 carry 1\n4+7+1=12 write 12\n"
-                    "sum 1221\nanswer 1211\n1 1 same\n2 2 same\n2 1 differ\n1 1 same\n</think>\nWrong. [[score=0]]")
+    assert text == ("<think>\nCompute 482 + 739.\n2+9+0=11 write 1 carry 1\n8+3+1=12 write 2 carry 1\n"
+                    "4+7+1=12 write 12\nsum 1221\nanswer 1211\n1 1 same\n2 2 same\n2 1 differ\n1 1 differ\n"
+                    "</think>\nWrong. [[score=0]]")
     right = judge_text("Compute 48 + 39.", "So the answer is \\boxed{87}.", slip=False, rng=random.Random(0))
     # Both numbers are zero-padded to one digit more than the operands, so every digit pair sits at a fixed offset.
     assert right.endswith("sum 087\nanswer 087\n0 0 same\n8 8 same\n7 7 same\n</think>\nCorrect. [[score=4]]")
     short = judge_text("Compute 48 + 39.", "So the answer is \\boxed{7}.", slip=False, rng=random.Random(0))
-    assert "answer 007\n0 0 same\n8 0 differ\n7 7 same\n" in short and not verdict_label(short)
+    assert "answer 007\n0 0 same\n8 0 differ\n7 7 differ\n" in short and not verdict_label(short)
     missing = judge_text("Compute 482 + 739.", "I am not sure.", slip=False, rng=random.Random(0))
     assert "answer none\nno number, differ" in missing and not verdict_label(missing)
     assert (direct_verdict(True), direct_verdict(False)) == ("[[score=4]]", "[[score=0]]")
@@ -83,7 +84,7 @@ def test_slip_flips_the_verdict_only_when_it_changes_the_comparison(items):
         assert mine != int(gold)  # a slip always changes the teacher's own sum ...
         a, b = (int(x) for x in re.findall(r"\d+", question))
         steps = written_steps(a, b)[0]
-        assert steps != text.split("\n")[1:1 + len(steps)]  # ... through a wrong line in its thinking
+        assert steps != text.split("\n")[2:2 + len(steps)]  # ... through a wrong line in its thinking
         flipped = (mine == int(extract_answer(response))) != label  # ... but the verdict only through the comparison
         assert (verdict_label(text) != label) == flipped
         flips += flipped
