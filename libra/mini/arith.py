@@ -185,33 +185,30 @@ def _miscopy(answer: str, rng: random.Random) -> str:
 
 def compare_lines(ours: str, theirs: str | None, width: int) -> tuple[list[str], bool]:
     """Two answers compared digit by digit, the way a small model can: both written right-aligned to the
-    same ``width`` (zero-padded), then one line per digit pair, most significant first, each saying
-    whether the answers agree *so far*::
+    same ``width`` (zero-padded) on lines of equal length, then a line of running flags, one digit per
+    position, 1 while the answers agree so far and 0 from the first difference on::
 
         sum 132
         answer 123
-        1 1 same
-        3 2 differ
-        2 3 differ
-        4 4 differ      (a later equal pair still says differ: the answers already differ)
+        same 100
 
-    Why this layout: comparing two numbers in one step ("132 vs 123: differ") asks a tiny transformer
-    to line up digits at offsets that change with their lengths; zero-padding fixes every offset. Each
-    line's word depends only on its own two digits and the line before (a running check, like a carry),
-    so the verdict reads one word, the last line's, instead of searching every line for a difference (a
-    2-layer judge that had to search got the verdict wrong after a right comparison about half the time).
-    ``theirs`` that is not a digit string is written as given and never matches. Returns the lines and
-    whether the answers are the same number."""
+    Why this layout: every line is a one-token label, a space and ``width`` single-digit tokens, so digit
+    ``k`` of the answer sits exactly one line length after digit ``k`` of the sum, and flag ``k`` one line
+    length after that: each flag reads two digits at fixed distances and the flag before it (a running
+    check, like a carry), and the verdict reads one token, the last flag. Layouts whose lookups moved with
+    the position (one line per digit pair) left a 2-layer judge wrong on about half of its digit
+    comparisons. ``theirs`` that is not a digit string is written as given and never matches (all flags 0).
+    Returns the lines and whether the answers are the same number."""
     if theirs is None or not theirs.isdigit():
         shown = "none" if theirs is None else " ".join(theirs.split())
-        return [f"sum {ours.zfill(width)}", f"answer {shown}", "no number, differ"], False
+        return [f"sum {ours.zfill(width)}", f"answer {shown}", "same " + "0" * max(width, len(ours))], False
     width = max(width, len(ours), len(theirs))
     a, b = ours.zfill(width), theirs.zfill(width)
-    pairs, agree = [], True
+    flags, agree = [], True
     for x, y in zip(a, b):
         agree = agree and x == y
-        pairs.append(f"{x} {y} {'same' if agree else 'differ'}")
-    return [f"sum {a}", f"answer {b}", *pairs], a == b
+        flags.append("1" if agree else "0")
+    return [f"sum {a}", f"answer {b}", "same " + "".join(flags)], a == b
 
 
 def answer_width(a: int, b: int) -> int:

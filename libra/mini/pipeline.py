@@ -82,7 +82,7 @@ class MiniConfig:
     skill_rows: int = 2000  # non-judging comparison instructions in the base's data; half as many extractions, and properties
     judge_rows: int = 2000  # judging rows per SFT variant (mixed with non-judging rows)
     reasoning_rows: int = 300
-    judge_epochs: int = 5
+    judge_epochs: int = 8
     judge_lr: float = 3e-3
     teacher_error_rate: float = 0.2
     teacher_skim_rate: float = 0.5  # judgments that trust the response unchecked (see teacher.skim_text)
@@ -101,9 +101,9 @@ class MiniConfig:
     length_penalty_from: int = 128  # L_exp: as in the paper, only judgments far beyond the usual length pay
     policy_epochs: int = 3  # the downstream policy: SFT on an often-wrong solver's solutions
     policy_temperature: float = 0.7  # sampling temperature of the policy's solutions (labelled and tested)
-    policy_samples: int = 4  # samples per problem, for the judges to label and for pass@1
-    dpo_epochs: int = 2
-    dpo_lr: float = 1e-5
+    policy_samples: int = 8  # samples per problem, for the judges to label and for pass@1
+    dpo_epochs: int = 4
+    dpo_lr: float = 3e-5  # chosen on the labelled problems' own pass@1 (gold pairs), never on the test set
     engine: str = "vllm"
 
     @classmethod

@@ -11,10 +11,7 @@ column by column, compares its sum with the response's final answer, then gives 
     4+7+1=12 write 12
     sum 1221
     answer 1211
-    1 1 same
-    2 2 same
-    2 1 differ
-    1 1 differ
+    same 1100
     </think>
     Wrong. [[score=0]]
 

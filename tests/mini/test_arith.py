@@ -147,20 +147,40 @@ def test_respond_is_deterministic_given_the_generator():
     assert len(set(first)) > 3
 
 
-def test_compare_lines_pads_and_compares_each_digit():
+def test_compare_lines_pads_and_flags_each_digit_so_far():
     lines, same = compare_lines("132", "123", 3)
-    assert lines == ["sum 132", "answer 123", "1 1 same", "3 2 differ", "2 3 differ"] and not same
-    # A running check: after the first difference every line says differ, equal digits included.
-    lines, same = compare_lines("1324", "1224", 4)
-    assert lines == ["sum 1324", "answer 1224", "1 1 same", "3 2 differ", "2 2 differ", "4 4 differ"] and not same
+    assert lines == ["sum 132", "answer 123", "same 100"] and not same
+    # A running check: after the first difference every flag is 0, equal digits included.
+    assert compare_lines("1324", "1224", 4) == (["sum 1324", "answer 1224", "same 1000"], False)
     lines, same = compare_lines("87", "087", 3)
-    assert lines == ["sum 087", "answer 087", "0 0 same", "8 8 same", "7 7 same"] and same
+    assert lines == ["sum 087", "answer 087", "same 111"] and same
     # An answer longer than the width widens both sides; a non-number never matches.
-    assert compare_lines("87", "1870", 3) == (["sum 0087", "answer 1870", "0 1 differ", "0 8 differ", "8 7 differ",
-                                               "7 0 differ"], False)
-    assert compare_lines("87", "1087", 3) == (["sum 0087", "answer 1087", "0 1 differ", "0 0 differ", "8 8 differ",
-                                               "7 7 differ"], False)
-    assert compare_lines("87", "8 7", 3)[1] is False and compare_lines("87", None, 3)[0][1] == "answer none"
+    assert compare_lines("87", "1870", 3) == (["sum 0087", "answer 1870", "same 0000"], False)
+    assert compare_lines("87", "1087", 3) == (["sum 0087", "answer 1087", "same 0000"], False)
+    assert compare_lines("87", "8 7", 3) == (["sum 087", "answer 8 7", "same 000"], False)
+    assert compare_lines("87", None, 3)[0][1] == "answer none"
+
+
+@pytest.fixture(scope="module")
+def tokenizer_for_layout():
+    """A tokenizer trained as Libra-Mini's is (digits split) on texts that hold the comparison layout."""
+    from libra.models.tiny import train_tokenizer
+
+    rng = random.Random(0)
+    texts = [comparison_instruction(p.answer, near_miss(p.answer, rng), answer_width(p.a, p.b), rng)["response"]
+             for p in make_problems(300, digits=(2,), seed=3)]
+    return train_tokenizer(texts, vocab_size=384, split_digits=True)
+
+
+def test_compare_lines_put_each_digit_one_line_length_after_the_last(tokenizer_for_layout):
+    """The layout's point: digit k of the answer and flag k sit at fixed token distances from digit k of
+    the sum, whatever k (checked on the tokens a Mini tokenizer makes of it)."""
+    ids = tokenizer_for_layout("\n".join(compare_lines("132", "123", 3)[0]) + "\n")["input_ids"]
+    tokens = [tokenizer_for_layout.decode([t]) for t in ids]
+    digits = [i for i, t in enumerate(tokens) if t.isdigit()]
+    assert len(digits) == 9  # one token per digit
+    line = digits[3] - digits[0]
+    assert all(digits[k + 3] - digits[k] == line for k in range(6))
 
 
 @pytest.mark.parametrize("seed", range(5))

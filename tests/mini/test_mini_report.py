@@ -56,3 +56,27 @@ def test_pass_at_1_and_its_paired_difference_ci():
     assert low < 0.25 < high
     with pytest.raises(ValueError, match="same non-empty keys"):
         paired_difference_ci({"a": 1.0}, {"b": 1.0})
+
+
+def test_rows_not_judgments_are_paired_when_judges_sample_differently(tmp_path):
+    """A thinking judge sampled twice per row and a direct one judged once are compared row by row: each row
+    counts its share of right judgments, so the difference is the difference of the two accuracies."""
+    import json
+
+    from libra.mini.report import _right
+
+    def write(variant, rows):
+        folder = tmp_path / "eval" / variant
+        folder.mkdir(parents=True)
+        (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    labels = {"r1": True, "r2": False, "r3": True}
+    write("thinking", [{"id": i, "sample": k, "label": labels[i], "pred": pred}
+                       for i, preds in (("r1", (True, False)), ("r2", (False, None)), ("r3", (True, True)))
+                       for k, pred in enumerate(preds)])
+    write("direct", [{"id": i, "sample": 0, "label": labels[i], "pred": True} for i in labels])
+    thinking, direct = _right(tmp_path, "thinking"), _right(tmp_path, "direct")
+    assert thinking == {"r1": 0.5, "r2": 0.5, "r3": 1.0}  # an invalid verdict (None) is wrong
+    assert direct == {"r1": 1.0, "r2": 0.0, "r3": 1.0}
+    low, high = paired_difference_ci(thinking, direct)
+    assert low <= (4 / 6 - 2 / 3) <= high

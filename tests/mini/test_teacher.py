@@ -55,15 +55,14 @@ def test_mini_template_renders_and_is_short():
 def test_judgment_shape():
     text = judge_text("Compute 482 + 739.", "...\nSo the answer is \\boxed{1211}.", slip=False, rng=random.Random(0))
     assert text == ("<think>\nCompute 482 + 739.\n2+9+0=11 write 1 carry 1\n8+3+1=12 write 2 carry 1\n"
-                    "4+7+1=12 write 12\nsum 1221\nanswer 1211\n1 1 same\n2 2 same\n2 1 differ\n1 1 differ\n"
-                    "</think>\nWrong. [[score=0]]")
+                    "4+7+1=12 write 12\nsum 1221\nanswer 1211\nsame 1100\n</think>\nWrong. [[score=0]]")
     right = judge_text("Compute 48 + 39.", "So the answer is \\boxed{87}.", slip=False, rng=random.Random(0))
     # Both numbers are zero-padded to one digit more than the operands, so every digit pair sits at a fixed offset.
-    assert right.endswith("sum 087\nanswer 087\n0 0 same\n8 8 same\n7 7 same\n</think>\nCorrect. [[score=4]]")
+    assert right.endswith("sum 087\nanswer 087\nsame 111\n</think>\nCorrect. [[score=4]]")
     short = judge_text("Compute 48 + 39.", "So the answer is \\boxed{7}.", slip=False, rng=random.Random(0))
-    assert "answer 007\n0 0 same\n8 0 differ\n7 7 differ\n" in short and not verdict_label(short)
+    assert "answer 007\nsame 100\n" in short and not verdict_label(short)
     missing = judge_text("Compute 482 + 739.", "I am not sure.", slip=False, rng=random.Random(0))
-    assert "answer none\nno number, differ" in missing and not verdict_label(missing)
+    assert "answer none\nsame 0000" in missing and not verdict_label(missing)
     assert (direct_verdict(True), direct_verdict(False)) == ("[[score=4]]", "[[score=0]]")
 
 

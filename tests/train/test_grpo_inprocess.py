@@ -42,8 +42,8 @@ def test_held_out_eval_uniform_groups_and_the_trainer_skeleton(setup, tmp_path, 
     root, model = setup
     out = tmp_path / "run"
     cfg = _cfg(root, model, out, "run.max_steps=3", "data.epochs=2", f"eval.bench={root / 'bench.jsonl'}",
-               f"eval.template={root / 'judge.txt'}", "eval.every=2", "eval.max_tokens=5",
-               "model.attn_implementation=flash_attention_2", "model.mixed_precision=true", "loss.kl_coef=1e-3")
+               f"eval.template={root / 'judge.txt'}", "eval.every=2", "eval.max_tokens=5", "eval.n=2",
+               "eval.temperature=0.6", "model.attn_implementation=flash_attention_2", "model.mixed_precision=true", "loss.kl_coef=1e-3")
     sharded, attn, started = [], [], []
     real_shard, real_batch = session_mod.shard, session_mod.batch_inputs
 
@@ -78,7 +78,9 @@ def test_held_out_eval_uniform_groups_and_the_trainer_skeleton(setup, tmp_path, 
         folder = out / "evals" / f"step_{step:08d}"
         results = json.loads((folder / "results.json").read_text())
         predictions = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
-        assert len(predictions) == 4 and results["resolved"]["sampling"]["max_tokens"] == 5
+        sampling = results["resolved"]["sampling"]
+        assert sampling["max_tokens"] == 5 and sampling["n"] == 2 and sampling["temperature"] == 0.6
+        assert len(predictions) == 4 * 2 and sorted(p["sample"] for p in predictions) == [0] * 4 + [1] * 4
         m = next(x for x in lines if x["step"] == step)
         assert m["eval_accuracy"] == results["metrics"]["accuracy"] and 0 <= m["eval_invalid"] <= 1
 
