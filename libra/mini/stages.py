@@ -3,9 +3,10 @@
 A stage's key is a digest of its own settings and of the keys of the stages it reads, so rerunning into
 the same folder with another configuration (``--fast`` then the full run, another seed, another engine)
 rebuilds exactly the stages whose inputs changed and reuses the rest. Every key also covers the code that
-builds the stages (``code_digest``): after an upgrade or an edit, nothing built by other code is reused. The key and the time a stage took
-are written into its ``done`` marker; a marker with another key (or from before keys existed) means the
-stage is stale: its folder is emptied and it runs again. Every decision is printed.
+builds the stages (``code_digest``): after an upgrade or an edit, nothing built by other code is reused.
+The key and the time a stage took are written into its ``done`` marker; a marker with another key (or
+from before keys existed) means the stage is stale: its folder is emptied and it runs again. Every
+decision is printed.
 """
 
 from __future__ import annotations
