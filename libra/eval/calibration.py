@@ -4,8 +4,10 @@ threshold chosen on a calibration split.
 
 A row's confidence is the share of its valid samples that judged the response correct, from the first k
 samples (None when none is valid: the judge said nothing usable), written per row in predictions.jsonl.
-Everything is a pure function of ``score_records``' per-row predictions, so it is tested without an engine. The verdict-token probability of a single judgment (the engine's log-probs over the
-score tokens) is not here: the engines return the sampled token's log-prob only.
+The second confidence is the verdict token's probability of "correct" (``libra.eval.verdict_confidence``
+computes it, per judgment, as ``p_correct``); a row's is the mean over its judgments. Both go through the
+same ``calibration``. Everything here is a pure function of ``score_records``' per-row predictions, so it is
+tested without an engine.
 """
 
 from __future__ import annotations
@@ -100,13 +102,34 @@ def chosen_threshold(confidence: Sequence[float | None], labels: Sequence[bool],
             "accuracy_at_threshold": accuracy(held, best), "accuracy_at_0.5": accuracy(held, 0.5)}
 
 
+def calibration(confidence: Sequence[float | None], labels: Sequence[bool]) -> dict:
+    """AUROC, ECE with its bins and the chosen threshold of one confidence per row (None: the row has none,
+    left out of AUROC and ECE, wrong at every threshold)."""
+    scored = [(c, y) for c, y in zip(confidence, labels) if c is not None]
+    return {"rows_without_confidence": sum(c is None for c in confidence),
+            "auroc": auroc(*zip(*scored)) if scored else None,
+            **(reliability(*zip(*scored)) if scored else {"ece": None, "bins": []}),
+            "chosen_threshold": chosen_threshold(confidence, labels)}
+
+
 def confidence_report(per_row: Sequence[Sequence[dict]]) -> dict:
     """The ``confidence`` section of results.json, from all samples of each row."""
-    conf = [row_confidence(row) for row in per_row]
     labels = [row[0]["label"] for row in per_row]
-    scored = [(c, y) for c, y in zip(conf, labels) if c is not None]
-    report = {"samples_per_row": min(len(row) for row in per_row), "rows_without_valid_sample": conf.count(None),
-              "auroc": auroc(*zip(*scored)) if scored else None,
-              **(reliability(*zip(*scored)) if scored else {"ece": None, "bins": []}),
-              "accuracy_vs_k": accuracy_vs_k(per_row), "chosen_threshold": chosen_threshold(conf, labels)}
-    return report
+    return {"samples_per_row": min(len(row) for row in per_row),
+            **calibration([row_confidence(row) for row in per_row], labels), "accuracy_vs_k": accuracy_vs_k(per_row)}
+
+
+def row_verdict_confidence(samples: Sequence[dict]) -> float | None:
+    """Mean verdict-token P(correct) (``p_correct``) over the row's samples that have one (None: none has)."""
+    scores = [s["p_correct"] for s in samples if s.get("p_correct") is not None]
+    return sum(scores) / len(scores) if scores else None
+
+
+def verdict_confidence_report(per_row: Sequence[Sequence[dict]]) -> dict:
+    """The ``verdict_confidence`` section of results.json (``libra.eval.verdict_confidence``)."""
+    labels = [row[0]["label"] for row in per_row]
+    scored = [s for row in per_row for s in row if s.get("p_correct") is not None]
+    return {"judgments_scored": len(scored),
+            "judgments_without_verdict": sum(len(row) for row in per_row) - len(scored),
+            "mean_verdict_mass": float(np.mean([s["verdict_mass"] for s in scored])) if scored else None,
+            **calibration([row_verdict_confidence(row) for row in per_row], labels)}

@@ -22,9 +22,19 @@ class LazyEngine:
 
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams, *, progress: bool = False
                  ) -> list[Generation]:
+        return self._engine_now().generate(prompts, params, progress=progress)
+
+    @property
+    def tokenizer(self):
+        return self._engine_now().tokenizer
+
+    def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]]) -> list[list[float]]:
+        return self._engine_now().score(prompts, continuations)
+
+    def _engine_now(self) -> Engine:
         if self._engine is None:
             self._engine = self._start()
-        return self._engine.generate(prompts, params, progress=progress)
+        return self._engine
 
     def close(self) -> None:
         if self._engine is not None:

@@ -43,8 +43,10 @@ import numpy as np
 
 from libra.data.bench import HUB_ID, load_bench
 from libra.data.jsonl import DataError, SkipCounter, write_jsonl
-from libra.eval.calibration import confidence_report, row_confidence
+from libra.eval.calibration import confidence_report, row_confidence, row_verdict_confidence, verdict_confidence_report
 from libra.eval.generations import PROMPT_TOO_LONG, GenerationStore, Request, run_generation
+from libra.eval.lazy_engine import LazyEngine
+from libra.eval.verdict_confidence import VerdictScoreStore, attach_verdict_confidence, store_path
 from libra.eval.metrics import bootstrap_ci, subset_report
 from libra.eval.options import (
     add_eval_arguments,
@@ -73,6 +75,7 @@ THRESHOLDS = (1, 2, 3, 4)
 BOOTSTRAP = 1000
 PLOTS = {"confusion": "confusion.png", "subsets": "accuracy_by_subset.png", "source_models": "accuracy_by_model.png"}
 RELIABILITY_PLOT = "reliability.png"  # with n > 1 samples per row
+VERDICT_RELIABILITY_PLOT = "reliability_verdict.png"  # with --verdict-confidence
 
 
 def register(evals: argparse._SubParsersAction) -> None:
@@ -101,6 +104,10 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
                    help="how to read the verdict: [[score=N]] or [[Correct]]/[[Wrong]] (default: the built-in "
                         "template's own kind, pointwise for a template file)")
     add_verdict_mode_argument(g)
+    g.add_argument("--verdict-confidence", action="store_true",
+                   help="also score every verdict label in the place of the one written (teacher forcing) and "
+                        "report the verdict token's P(correct) as a confidence: AUROC, ECE, reliability plot, "
+                        "chosen threshold; works with one greedy judgment per row (libra/eval/verdict_confidence.py)")
     g.add_argument("--threshold", type=int, choices=range(5), default=DEFAULT_THRESHOLD,
                    help=f"pointwise score >= this predicts 'correct' (default {DEFAULT_THRESHOLD}, the paper's)")
     g.add_argument("--skip-bad", action="store_true", help="skip malformed bench records (counted) instead of stopping")
@@ -154,6 +161,7 @@ def evaluate_options(args: argparse.Namespace, engine=None) -> dict:
     return dict(template=args.template, engine=engine,
                 engine_factory=None if engine is not None else (lambda: engine_from_args(args)),
                 verdict=args.verdict, threshold=args.threshold, verdict_mode=args.verdict_mode, chunk=args.chunk,
+                verdict_confidence=args.verdict_confidence,
                 progress=not args.no_progress, settings=settings(args), bench=args.bench, engine_name=args.engine)
 
 
@@ -163,7 +171,8 @@ def evaluate(rows: Sequence[dict], *, out: str | Path, sampling: SamplingParams,
              threshold: int = DEFAULT_THRESHOLD, verdict_mode: str = "lenient", chunk: int = 64,
              progress: bool = True, plots: bool = True, quiet: bool = False, name: str | None = None,
              settings: dict | None = None, bench: str = "", engine_name: str = "",
-             skipped_bad_records: int = 0, started: float | None = None, unfit: dict[str, int] | None = None) -> dict:
+             skipped_bad_records: int = 0, started: float | None = None, unfit: dict[str, int] | None = None,
+             verdict_confidence: bool = False) -> dict:
     """Libra Bench on ``rows`` (``load_bench``'s normalised rows): judge each with ``template``, parse,
     score, and write generations.jsonl (resumable), predictions.jsonl, results.json, report.md and (with
     ``plots``) the PNGs into ``out``; returns the results (what results.json holds).
@@ -176,6 +185,8 @@ def evaluate(rows: Sequence[dict], *, out: str | Path, sampling: SamplingParams,
     template's own kind); ``verdict_mode``: "lenient" or "strict" (``libra.judge.verdicts``).
     ``unfit``: the prompts that do not fit the judge's context (request id -> prompt tokens, as
     ``libra.eval.options.prepare_sampling`` finds them): not generated, scored as invalid and counted.
+    ``verdict_confidence``: also score each verdict's alternatives with the same engine
+    (``libra.eval.verdict_confidence``, kept in verdict_scores.jsonl) and report that confidence.
     Raises ValueError for a template the rows cannot fill; KeyboardInterrupt propagates (finished
     chunks are saved)."""
     start = time.perf_counter() if started is None else started
@@ -189,12 +200,24 @@ def evaluate(rows: Sequence[dict], *, out: str | Path, sampling: SamplingParams,
     store = GenerationStore(out / "generations.jsonl")
     timings = {"load_s": time.perf_counter() - start}
     tick = time.perf_counter()
-    gen = run_generation(requests, sampling, store, template=template, model_id=fingerprint, engine=engine,
-                         engine_factory=engine_factory, chunk=chunk, progress=progress, verbose=not quiet,
-                         unfit=unfit)
-    timings["generate_s"] = time.perf_counter() - tick  # includes the engine start, when one was needed
+    # Verdict scores need the engine after generation: keep one this function starts until both are done.
+    lazy = LazyEngine(engine_factory) if verdict_confidence and engine is None else None
+    try:
+        gen = run_generation(requests, sampling, store, template=template, model_id=fingerprint,
+                             engine=lazy or engine, engine_factory=None if lazy or engine else engine_factory,
+                             chunk=chunk, progress=progress, verbose=not quiet, unfit=unfit)
+        timings["generate_s"] = time.perf_counter() - tick  # includes the engine start, when one was needed
+        tick = time.perf_counter()
+        per_row = score_records(rows, gen.records, kind, threshold, strict=verdict_mode == "strict")
+        if verdict_confidence:
+            attach_verdict_confidence(per_row, requests, gen.records, lazy or engine, kind=kind, threshold=threshold,
+                                      strict=verdict_mode == "strict", store=VerdictScoreStore(store_path(out)),
+                                      model_id=fingerprint, progress=progress)
+            timings["verdict_scores_s"] = time.perf_counter() - tick
+    finally:
+        if lazy is not None:
+            lazy.close()
     tick = time.perf_counter()
-    per_row = score_records(rows, gen.records, kind, threshold, strict=verdict_mode == "strict")
     metrics = summarize(per_row, kind)
     timings["score_s"] = time.perf_counter() - tick
     timings.update(prompts=len(requests), generated_now=gen.generated, reused=gen.reused, prompts_too_long=gen.unfit)
@@ -206,8 +229,11 @@ def evaluate(rows: Sequence[dict], *, out: str | Path, sampling: SamplingParams,
         files.update({key: out / file for key, file in PLOTS.items()})
         if "confidence" in metrics:
             files["reliability"] = out / RELIABILITY_PLOT
-    several = sampling.n > 1
-    write_jsonl(files["predictions"], [{**p, "confidence": row_confidence(row)} if several else p
+        if "verdict_confidence" in metrics:
+            files["reliability_verdict"] = out / VERDICT_RELIABILITY_PLOT
+    if verdict_confidence:
+        files["verdict_scores"] = store_path(out)
+    write_jsonl(files["predictions"], [{**p, **row_confidences(row, several=sampling.n > 1, verdict=verdict_confidence)}
                                        for row in per_row for p in row])
     name = name or model_name(model)
     if plots:
@@ -218,6 +244,12 @@ def evaluate(rows: Sequence[dict], *, out: str | Path, sampling: SamplingParams,
                "timings": {**timings, "total_s": time.perf_counter() - start}}
     table = ResultsTable(f"Libra Bench accuracy (%): {name}, {len(rows)} rows", *accuracy_table(name, metrics))
     return publish(out, results, table, report_notes(resolved, metrics, plots=plots), files, quiet=quiet)
+
+
+def row_confidences(row: Sequence[dict], *, several: bool, verdict: bool) -> dict:
+    """The per-row confidences a prediction line of predictions.jsonl carries."""
+    return {**({"confidence": row_confidence(row)} if several else {}),
+            **({"verdict_confidence": row_verdict_confidence(row)} if verdict else {})}
 
 
 def check_template(template: str, rows: Sequence[dict] = ()) -> set[str]:
@@ -299,6 +331,8 @@ def summarize(per_row: Sequence[Sequence[dict]], kind: str, *, bootstrap: int = 
         metrics["majority"] = {**subset_report(majority),
                                "average_ci95": list(bootstrap_ci(majority, "average", n=bootstrap))}
         metrics["confidence"] = confidence_report(per_row)
+    if any("p_correct" in p for p in judgments):
+        metrics["verdict_confidence"] = verdict_confidence_report(per_row)
     return metrics
 
 
@@ -383,30 +417,49 @@ def report_notes(resolved: dict, metrics: dict, *, plots: bool = True) -> list[s
                              ).rstrip()]
     if "confidence" in metrics:
         notes += confidence_notes(metrics["confidence"])
+    if "verdict_confidence" in metrics:
+        notes += verdict_confidence_notes(metrics["verdict_confidence"])
     if plots:
-        shown = {**PLOTS, **({"reliability": RELIABILITY_PLOT} if "confidence" in metrics else {})}
+        shown = {**PLOTS, **({"reliability": RELIABILITY_PLOT} if "confidence" in metrics else {}),
+                 **({"reliability_verdict": VERDICT_RELIABILITY_PLOT} if "verdict_confidence" in metrics else {})}
         notes += ["## Plots", "\n".join(f"![{key}]({file})" for key, file in shown.items())]
     return notes
 
 
 def confidence_notes(conf: dict) -> list[str]:
     """report.md's confidence section: AUROC, ECE, accuracy against k, the chosen threshold."""
-    t = conf["chosen_threshold"]
-    auroc = "-" if conf["auroc"] is None else f"{conf['auroc']:.3f}"
-    ece = "-" if conf["ece"] is None else f"{conf['ece']:.3f}"
     return [
         f"## Confidence ({conf['samples_per_row']} samples per row: confidence = share of a row's valid samples "
         "judging 'correct')",
-        markdown_table(["metric", "value"], [
-            ["AUROC (confidence vs label)", auroc], ["expected calibration error (10 bins)", ece],
-            ["rows without a valid sample", conf["rows_without_valid_sample"]],
-            [f"threshold chosen on {t['calibration_rows']} rows (seed {t['seed']})", f"{t['threshold']:.3f}"],
-            [f"accuracy on the other {t['evaluation_rows']} rows at it (%)", percent(t["accuracy_at_threshold"])],
-            ["... at the fixed 0.5 (%)", percent(t["accuracy_at_0.5"])]]).rstrip(),
+        markdown_table(["metric", "value"], calibration_rows(conf, "rows without a valid sample")).rstrip(),
         markdown_table(["k samples", "majority vote (%)", "mean confidence >= 0.5 (%)"],
                        [[k, percent(v["majority"]), percent(v["mean_confidence"])]
                         for k, v in conf["accuracy_vs_k"].items()]).rstrip(),
     ]
+
+
+def verdict_confidence_notes(conf: dict) -> list[str]:
+    """report.md's verdict-token confidence section."""
+    mass = "-" if conf["mean_verdict_mass"] is None else f"{conf['mean_verdict_mass']:.3f}"
+    return [
+        "## Verdict-token confidence (P(correct) over the verdict labels written in place of the judge's own, "
+        "mean over a row's judgments)",
+        markdown_table(["metric", "value"], [
+            *calibration_rows(conf, "rows without a scored verdict"),
+            ["judgments scored / without a verdict", f"{conf['judgments_scored']} / {conf['judgments_without_verdict']}"],
+            ["mean probability of writing a valid verdict there", mass]]).rstrip(),
+    ]
+
+
+def calibration_rows(conf: dict, missing: str) -> list[list]:
+    """The table rows of one ``calibration.calibration`` result."""
+    t = conf["chosen_threshold"]
+    return [["AUROC (confidence vs label)", "-" if conf["auroc"] is None else f"{conf['auroc']:.3f}"],
+            ["expected calibration error (10 bins)", "-" if conf["ece"] is None else f"{conf['ece']:.3f}"],
+            [missing, conf["rows_without_confidence"]],
+            [f"threshold chosen on {t['calibration_rows']} rows (seed {t['seed']})", f"{t['threshold']:.3f}"],
+            [f"accuracy on the other {t['evaluation_rows']} rows at it (%)", percent(t["accuracy_at_threshold"])],
+            ["... at the fixed 0.5 (%)", percent(t["accuracy_at_0.5"])]]
 
 
 def write_plots(out: Path, metrics: dict, name: str) -> None:
@@ -421,3 +474,8 @@ def write_plots(out: Path, metrics: dict, name: str) -> None:
         from libra.report.plots import reliability_diagram
 
         reliability_diagram(metrics["confidence"], out / RELIABILITY_PLOT, f"{name}: reliability")
+    if "verdict_confidence" in metrics:
+        from libra.report.plots import reliability_diagram
+
+        reliability_diagram(metrics["verdict_confidence"], out / VERDICT_RELIABILITY_PLOT,
+                            f"{name}: verdict-token reliability", xlabel="verdict token's P(correct)")

@@ -98,8 +98,36 @@ def _score(label: str) -> int | None:
     return score if score <= 4 else None
 
 
+@dataclass(frozen=True)
+class VerdictSpan:
+    """Where the verdict that a parser reads sits in the text: ``text[label_start:label_end]`` is its label
+    (``score=4``, ``Correct``), ``text[label_end:end]`` the rest of its token (``]]``)."""
+
+    label_start: int
+    label_end: int
+    end: int
+
+
+_PATTERNS = {"pointwise": _POINTWISE, "pairwise": _PAIRWISE, "verification": _VERIFICATION}
+
+
+def verdict_span(text: str, kind: str, *, strict: bool = False) -> VerdictSpan | None:
+    """The span of the verdict ``parse_<kind>(text, strict=strict)`` reads (valid or not); None when there is
+    none. The verdict-token confidence (``libra.eval.verdict_confidence``) rewrites the label in place."""
+    if kind not in _PATTERNS:
+        raise ValueError(f"kind must be one of {sorted(_PATTERNS)}, got {kind!r}")
+    match = _match(text, _PATTERNS[kind], strict)
+    return None if match is None else VerdictSpan(match.start(1), match.end(1), match.end())
+
+
 def _parse(text: str, kind: str, pattern: re.Pattern[str], convert: Callable[[str], object], strict: bool
            ) -> Verdict:
+    match = _match(text, pattern, strict)
+    value = convert(match[1]) if match else None
+    return Verdict(kind, value, value is not None)
+
+
+def _match(text: str, pattern: re.Pattern[str], strict: bool) -> re.Match[str] | None:
     answer_start = text.rfind(_THINK_END)
     if answer_start >= 0:
         match = pattern.match(text, answer_start + len(_THINK_END))
@@ -109,5 +137,4 @@ def _parse(text: str, kind: str, pattern: re.Pattern[str], convert: Callable[[st
         match = None
     else:
         match = pattern.match(text)
-    value = convert(match[1]) if match else None
-    return Verdict(kind, value, value is not None)
+    return match

@@ -63,7 +63,8 @@ def accuracy_bars(groups: Mapping[str, Mapping], path: str | os.PathLike, title:
     return save_png(fig, path)
 
 
-def reliability_diagram(report: Mapping, path: str | os.PathLike, title: str) -> Path:
+def reliability_diagram(report: Mapping, path: str | os.PathLike, title: str, *,
+                        xlabel: str = "judge's confidence (share of samples saying correct)") -> Path:
     """Share of correct responses against mean confidence per bin (``libra.eval.calibration.reliability``),
     the diagonal for a calibrated judge, bar width showing the bin and its count printed above it."""
     fig = Figure(figsize=(4.6, 4.2))
@@ -78,7 +79,7 @@ def reliability_diagram(report: Mapping, path: str | os.PathLike, title: str) ->
                     fontsize=7)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.08)
-    ax.set_xlabel("judge's confidence (share of samples saying correct)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("share of responses that are correct")
     ax.set_title(f"{title} (ECE {report['ece']:.3f})" if report.get("ece") is not None else title)
     return save_png(fig, path)

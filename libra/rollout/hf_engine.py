@@ -14,6 +14,7 @@ from typing import Iterable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from libra.rollout.logprob_check import sequence_logprobs
 from libra.rollout.types import Generation, Prompt, Sample, SamplingParams, prompt_token_ids
 
 
@@ -47,6 +48,15 @@ class HFEngine:
                 out.extend(self._generate_batch(chunk, params))
                 bar.update(len(chunk))
             bar.close()
+        return out
+
+    def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]]) -> list[list[float]]:
+        """``Engine.score``: the trainer's own log-prob computation (``sequence_logprobs``), ``batch_size``
+        sequences at a time."""
+        out: list[list[float]] = []
+        for start in range(0, len(prompts), self.batch_size):
+            end = start + self.batch_size
+            out += [t.tolist() for t in sequence_logprobs(self.model, prompts[start:end], continuations[start:end])]
         return out
 
     def _generate_batch(self, batch: list[list[int]], params: SamplingParams) -> list[Generation]:

@@ -107,6 +107,23 @@ class VLLMEngine:
         return [Generation(prompt_token_ids=seq, samples=[self._sample(c) for c in out.outputs])
                 for seq, out in zip(ids, outputs)]
 
+    def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]]) -> list[list[float]]:
+        """``Engine.score`` from vLLM's prompt log-probs (one forward pass over prompt + continuation, one
+        token generated and dropped). vLLM computes them from the raw logits in every ``logprobs_mode``:
+        temperature 1, the model's own distribution."""
+        from vllm import SamplingParams as VSamplingParams
+        from vllm.inputs import TokensPrompt
+
+        self._check_awake()
+        if len(prompts) != len(continuations):
+            raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
+        seqs = [list(p) + list(c) for p, c in zip(prompts, continuations)]
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=s) for s in seqs],
+                                    VSamplingParams(max_tokens=1, temperature=0, prompt_logprobs=0), use_tqdm=False)
+        # prompt_logprobs[i] is {token: Logprob} for position i (None at 0); the scored token is always in it.
+        return [[out.prompt_logprobs[i][seq[i]].logprob for i in range(len(p), len(seq))]
+                for out, seq, p in zip(outputs, seqs, prompts)]
+
     @staticmethod
     def _sample(completion) -> Sample:
         tokens = list(completion.token_ids)

@@ -72,6 +72,6 @@ def test_confidence_report_on_score_records_rows():
         for i, s in enumerate(row):
             s.update(id="x", subset="s", source_model="m", sample=i)
     rep = confidence_report(rows)
-    assert rep["samples_per_row"] == 2 and rep["rows_without_valid_sample"] == 1
+    assert rep["samples_per_row"] == 2 and rep["rows_without_confidence"] == 1
     assert rep["auroc"] == 1.0  # 1.0 (correct) vs 0.5 (incorrect); the row with no valid sample is left out
     assert rep["accuracy_vs_k"]["2"]["majority"] == pytest.approx(1 / 3)

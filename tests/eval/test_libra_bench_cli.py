@@ -124,9 +124,42 @@ def test_cli_end_to_end_files_and_metrics(judge, bench, tmp_path, capsys):
     pairs = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg) / (len(pos) * len(neg))
     section = results["metrics"]["confidence"]
     assert section["auroc"] == pytest.approx(pairs) and section["samples_per_row"] == 2
-    assert section["rows_without_valid_sample"] == sum(c is None for c in conf.values())
+    assert section["rows_without_confidence"] == sum(c is None for c in conf.values())
     assert list(section["accuracy_vs_k"]) == ["1", "2"] and "## Confidence" in report
     assert (out / libra_bench.RELIABILITY_PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_verdict_confidence_with_one_greedy_judgment_per_row(judge, bench, tmp_path):
+    out = tmp_path / "run"
+    argv = _argv(judge, bench, out, "--verdict-confidence")
+    assert main(argv) == 0
+    gen_path = out / "generations.jsonl"
+    generations = [json.loads(line) for line in gen_path.read_text().splitlines()]
+    for record, text in zip(generations, VERDICTS + ["[[score=1]]"]):
+        record["samples"][0]["text"] = text
+    gen_path.write_text("".join(json.dumps(g) + "\n" for g in generations))
+    assert main(argv) == 0
+    results, predictions = _read(out)
+    _check_consistent(results, predictions, generations)
+    # one scored verdict per judgment with a verdict; "no verdict" has none, and neither has a confidence
+    assert [p["p_correct"] is None for p in predictions] == [False, False, False, True, False, False]
+    for p in predictions:
+        assert p["verdict_confidence"] == p["p_correct"]
+        assert p["p_correct"] is None or (0 < p["p_correct"] < 1 and 0 < p["verdict_mass"] <= 1)
+    section = results["metrics"]["verdict_confidence"]
+    assert (section["judgments_scored"], section["judgments_without_verdict"]) == (5, 1)
+    assert section["rows_without_confidence"] == 1 and "confidence" not in results["metrics"]  # n = 1
+    scored = [(p["p_correct"], p["label"]) for p in predictions if p["p_correct"] is not None]
+    pos, neg = [c for c, y in scored if y], [c for c, y in scored if not y]
+    pairs = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg) / (len(pos) * len(neg))
+    assert section["auroc"] == pytest.approx(pairs)
+    report = (out / "report.md").read_text()
+    assert "## Verdict-token confidence" in report and f"![reliability_verdict]({libra_bench.VERDICT_RELIABILITY_PLOT})" \
+        in report
+    assert (out / libra_bench.VERDICT_RELIABILITY_PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    stored = (out / "verdict_scores.jsonl").read_text().splitlines()
+    assert len(stored) == 5  # the random 6-token greedy judgments of the first run held no verdict
+    assert main(argv) == 0 and len((out / "verdict_scores.jsonl").read_text().splitlines()) == len(stored)
 
 
 @pytest.mark.parametrize("change, message", [

@@ -175,3 +175,14 @@ def test_unknown_weight_name_is_refused(engine, model_dir):
         engine.update_weights([*full.items(), ("model.no_such.weight", torch.zeros(3))])
     engine.update_weights(full.items())
     assert token_ids(engine.generate(PROMPTS, greedy)) == before
+
+
+def test_score_matches_transformers(engine, hf):
+    """Teacher-forced log-probs (``Engine.score``: vLLM's prompt log-probs) against transformers'."""
+    prompts = [hf.tokenizer("Judge: 2 + 2 = 4?", add_special_tokens=False)["input_ids"], [5, 6, 7]]
+    continuations = [hf.tokenizer(" [[score=4]]", add_special_tokens=False)["input_ids"], [8, 9, 10, 11]]
+    ours, reference = engine.score(prompts, continuations), hf.score(prompts, continuations)
+    assert [len(x) for x in ours] == [len(c) for c in continuations]
+    for a, b in zip(ours, reference):
+        assert a == pytest.approx(b, abs=1e-3)
+    assert len({round(x, 3) for x in ours[1]}) > 1  # real numbers, not a constant
