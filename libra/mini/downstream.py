@@ -60,6 +60,19 @@ def pass_at_1(rows: list[dict]) -> dict[str, float]:
     return {pid: float(np.mean(v)) for pid, v in sorted(by_problem.items())}
 
 
+def pass_at_1_on_test(cfg, policies: dict[str, Path], data: Path, folder: Path, engines
+                   ) -> tuple[list[dict], dict[str, dict[str, float]]]:
+    """Each policy's pass@1 per problem on the downstream test set, all sampled with the same seeds
+    (common random numbers); the solutions go to ``folder/pass1/<name>.jsonl``. Returns the test problems too."""
+    test = read_rows(data / "downstream-test.jsonl")
+    scores = {}
+    for name, path in policies.items():
+        rows = sample_solutions(engines.use(path), test, cfg.policy_samples, cfg.policy_temperature, cfg.seed + 1)
+        write_jsonl(folder / "pass1" / f"{name}.jsonl", rows)
+        scores[name] = pass_at_1(rows)
+    return test, scores
+
+
 def _pairs_for(name: str, solutions: list[dict], samples: Path, predictions: Path | None, folder: Path
                ) -> tuple[Path, int]:
     """The judge's DPO pairs (gold: pairs from the labels), with the prompt the policy was trained on;
@@ -102,12 +115,7 @@ def downstream(cfg, judges: dict[str, Path], policy: Path, data: Path, folder: P
     for name, info in labelled.items():
         if info["pairs"]:
             policies[name] = _dpo(cfg, policy, pair_files[name], info["pairs"], folder / "dpo" / name)
-    test = read_rows(data / "downstream-test.jsonl")
-    scores = {}
-    for name, path in policies.items():
-        rows = sample_solutions(engines.use(path), test, cfg.policy_samples, cfg.policy_temperature, cfg.seed + 1)
-        write_jsonl(folder / "pass1" / f"{name}.jsonl", rows)
-        scores[name] = pass_at_1(rows)
+    test, scores = pass_at_1_on_test(cfg, policies, data, folder, engines)
     results = {"policy_samples": cfg.policy_samples, "labelled_solutions": len(solutions),
                "labelled_accuracy_of_policy": float(np.mean([r["label"] for r in solutions])),
                "test_problems": len(test), "judges": {}}

@@ -12,6 +12,8 @@
          are also evaluated at checkpoints (accuracy against RL step, the paper's Fig. 3a)
       -> downstream (the paper's section 6): a weak reasoning policy samples solutions to unlabelled
          problems, each judge labels them, DPO on the judge's pairs, pass@1 on other held-out problems
+      -> with ``--judge-rl``: GRPO of that policy on the same unlabelled problems rewarded by the RL judge,
+         beside the gold rule reward (``judge_rl.py``)
 
 Every stage writes its outputs and a ``done`` marker holding the key of its inputs (``stages.py``), so an
 interrupted run resumes where it stopped and a run with another configuration rebuilds what changed. The
@@ -104,6 +106,9 @@ class MiniConfig:
     policy_samples: int = 8  # samples per problem, for the judges to label and for pass@1
     dpo_epochs: int = 4
     dpo_lr: float = 3e-5  # chosen on the labelled problems' own pass@1 (gold pairs), never on the test set
+    judge_rl: bool = False  # the judge-rewarded policy RL stage (``--judge-rl``, libra/mini/judge_rl.py)
+    judge_rl_steps: int = 20
+    judge_rl_lr: float = 2e-4
     engine: str = "vllm"
 
     @classmethod
@@ -111,7 +116,7 @@ class MiniConfig:
         return cls(train_problems=320, bench_problems=16, downstream_problems=12, base_epochs=2, skill_rows=100,
                    reasoning_problems=200,
                    judge_rows=200, reasoning_rows=50, judge_epochs=1, grpo_steps=2, grpo_prompts=8, grpo_n=4,
-                   grpo_eval_every=1, policy_samples=2, dpo_epochs=1)
+                   grpo_eval_every=1, policy_samples=2, dpo_epochs=1, judge_rl_steps=2)
 
     def pick(self, *names: str) -> dict:
         """The named settings, for a stage key (a stage is keyed on what it reads, not on everything)."""
@@ -259,6 +264,7 @@ def evaluate(cfg: MiniConfig, models: dict[str, Path], bench: Path, folder: Path
 
 def run(out: Path, cfg: MiniConfig) -> dict:
     from libra.mini.downstream import downstream, train_policy
+    from libra.mini.judge_rl import judge_rl
     from libra.mini.report import write_report
 
     out.mkdir(parents=True, exist_ok=True)
@@ -267,7 +273,7 @@ def run(out: Path, cfg: MiniConfig) -> dict:
     import libra
     import libra_kernels
 
-    stages = Stages(out, 12, code=code_digest(Path(libra.__file__).parent, Path(libra_kernels.__file__).parent))
+    stages = Stages(out, 11 + cfg.judge_rl, code=code_digest(Path(libra.__file__).parent, Path(libra_kernels.__file__).parent))
     c = cfg.pick
     data = stages.run("data", lambda f: build_data(cfg, f),
                       c("seed", "train_problems", "bench_problems", "downstream_problems", "responses_per_model",
@@ -314,6 +320,11 @@ def run(out: Path, cfg: MiniConfig) -> dict:
         stages.run("downstream", lambda f: downstream(cfg, models, policy, data, f, engines),
                    c("seed", "policy_samples", "policy_temperature", "dpo_epochs", "dpo_lr", "max_judgment_tokens",
                      "engine"), ("data", "policy-sft") + judges)
+        if cfg.judge_rl:
+            stages.run("judge-rl", lambda f: judge_rl(cfg, policy, sft_rl, data, f, engines),
+                       c("seed", "judge_rl_steps", "judge_rl_lr", "grpo_prompts", "grpo_n", "grpo_temperature",
+                         "policy_samples", "policy_temperature", "max_judgment_tokens", "engine"),
+                       ("data", "policy-sft", "sft-rl"))
     finally:
         engines.close()
     return write_report(out, cfg, time.perf_counter() - start, stages)

@@ -86,7 +86,7 @@ def _rl_evals(out: Path, name: str) -> list[dict]:
     return points
 
 
-def collect(out: Path) -> dict:
+def collect(out: Path, judge_rl: bool = False) -> dict:
     variants = {}
     for name in (*VARIANTS, TEACHER):
         m = json.loads((out / "eval" / name / "results.json").read_text())["metrics"]
@@ -109,6 +109,7 @@ def collect(out: Path) -> dict:
         "downstream": downstream,
         "v2v": json.loads((out / "data" / "stats.json").read_text())["table1"],
         "rejection_sampling": json.loads((out / "judging-data" / "rejection_stats.json").read_text()),
+        **({"judge_rl": json.loads((out / "judge-rl" / "judge_rl.json").read_text())} if judge_rl else {}),
     }
 
 
@@ -132,9 +133,41 @@ def _downstream_rows(d: dict, variants: dict) -> list[list]:
     return rows
 
 
+def _judge_rl_section(j: dict, out: Path) -> tuple[list[str], list[str], list[list]]:
+    """report.md's judge-as-reward section (``libra.mini.judge_rl``), its table, and its plot written."""
+    from libra.mini.downstream import UNTRAINED
+
+    p = j["pass_at_1"]
+    rows = [["untrained", "", percent(p[UNTRAINED]), ""]]
+    for arm, reward in (("gold", "rule: verify_answer vs gold"), ("judge", f"judge: {j['judge']} (no gold read)")):
+        low, high = j["vs_untrained_ci95"][arm]
+        rows.append([arm, reward, percent(p[arm]),
+                     f"{100 * (p[arm] - p[UNTRAINED]):+.1f} ({100 * low:+.1f} to {100 * high:+.1f})"])
+    headers = ["policy", "GRPO reward", "pass@1", "vs untrained (95% CI)"]
+    training_curves({arm: j["logs"][arm] for arm in ("gold", "judge")}, ["reward", "accuracy"], out / "judge_rl.png",
+                    "Policy GRPO on unlabelled problems: rule vs judge reward")
+    jr = j["judge_reward"]
+    low, high = j["judge_vs_gold_ci95"]
+    body = [
+        "## A judge as the RL reward (`--judge-rl`)",
+        f"GRPO of the downstream policy for {j['steps']} steps on the {j['train_problems']} judge-labelled "
+        f"problems, rewarded by the gold rule or by the {j['judge']} judge alone; pass@1 over "
+        f"{j['policy_samples']} samples on each of {j['test_problems']} test problems (paired bootstrap).",
+        markdown_table(headers, rows).rstrip(),
+        f"Judge vs gold reward: {100 * (p['judge'] - p['gold']):+.1f} points ({100 * low:+.1f} to {100 * high:+.1f}). "
+        f"During the judge-rewarded run (means over steps): the judge said 'correct' to "
+        f"{percent(jr.get('judge_correct', 0))}% of rollouts, agreed with the rule check on "
+        f"{percent(jr.get('judge_agreement', 0))}%, gave no valid verdict on {percent(jr.get('judge_invalid', 0))}% "
+        f"and found {percent(jr.get('judge_too_long', 0))}% too long for its context.",
+        "![judge as reward](judge_rl.png)",
+    ]
+    return body, headers, rows
+
+
 def write_report(out: Path, cfg, wall_s: float, stages) -> dict:
     results = {"config": cfg.__dict__, "wall_time_s": wall_s, "budget_s": BUDGET_S,
-               "stages": {"reused": stages.reused, "built_s": stages.built, "keys": stages.keys}, **collect(out)}
+               "stages": {"reused": stages.reused, "built_s": stages.built, "keys": stages.keys},
+               **collect(out, cfg.judge_rl)}
     write_json(out / "results.json", results)
     variants = results["variants"]
     headers = ["judge", "accuracy", "macro-F1", "invalid", "TP", "FN", "FP", "TN", "tokens"]
@@ -168,6 +201,7 @@ def write_report(out: Path, cfg, wall_s: float, stages) -> dict:
     rho = d["spearman_bench_accuracy_vs_pass_at_1"]
     rho_text = "undefined (fewer than 3 judges with pairs, or a constant side)" if rho is None else f"{rho:+.2f}"
     rs = results["rejection_sampling"]
+    judge_rl_body, jrl_headers, jrl_rows = _judge_rl_section(results["judge_rl"], out) if cfg.judge_rl else ([], [], [])
     rl_zero_invalid = variants["rl-zero"]["invalid_rate"]
     body = [
         "# Libra-Mini",
@@ -195,6 +229,7 @@ def write_report(out: Path, cfg, wall_s: float, stages) -> dict:
         f"Spearman rank correlation of bench accuracy and pass@1 over {len(points)} judges: {rho_text}.",
         "![accuracy](accuracy.png)\n![held-out during RL](rl_heldout.png)\n![RL curves](rl_curves.png)\n"
         "![downstream](downstream.png)",
+        *judge_rl_body,
         f"Wall time {wall_s:.0f} s (budget {BUDGET_S} s); stages reused from an earlier run: "
         f"{', '.join(stages.reused) or 'none'}.",
     ]
@@ -203,5 +238,7 @@ def write_report(out: Path, cfg, wall_s: float, stages) -> dict:
     print_results_table("The paper's claims, as measured", claim_headers, claims)
     print_results_table("Downstream: DPO on judge-labelled pairs", down_headers, down_rows)
     print(f"Spearman(bench accuracy, pass@1) = {rho_text}")
+    if cfg.judge_rl:
+        print_results_table("Policy GRPO with a judge as the reward", jrl_headers, jrl_rows)
     print(f"wall time {wall_s:.0f} s (budget {BUDGET_S} s); report: {out / 'report.md'}")
     return results

@@ -97,7 +97,7 @@ def training_curves(curves: Mapping[str, Sequence[Mapping[str, float]]], keys: S
         ax.set_title(key)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize="small")
-    fig.suptitle(title)
+    fig.suptitle(title, y=1.03)  # above the panel titles (the PNG is cropped to its content)
     return save_png(fig, path)
 
 

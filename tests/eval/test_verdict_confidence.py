@@ -25,8 +25,9 @@ def test_verdict_span_is_the_verdict_the_parser_reads():
     assert verdict_span("<think>[[score=1]] never closed", "pointwise", strict=True) is None
     lenient = verdict_span("<think>[[score=1]] never closed", "pointwise")
     assert lenient is not None and lenient.label_start == len("<think>[[")
-    span = verdict_span("It is [[Wrong]].", "verification")
-    assert "It is [[Wrong]].".__getitem__(slice(span.label_start, span.label_end)) == "Wrong"
+    text = "It is [[Wrong]]."
+    span = verdict_span(text, "verification")
+    assert text[span.label_start:span.label_end] == "Wrong" and text[span.label_end:span.end] == "]]"
     assert verdict_span("no verdict", "pointwise") is None
     with pytest.raises(ValueError, match="kind must be one of"):
         verdict_span("x", "scalar")

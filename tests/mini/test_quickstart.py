@@ -10,7 +10,7 @@ import pytest
 from libra.mini.runs import TEACHER, VARIANTS
 
 STAGES = ("data", "model", "base-sft", "judging-data", "direct-sft", "thinking-sft", "rl-zero", "sft-rl", "eval",
-          "policy-sft", "downstream")
+          "policy-sft", "downstream", "judge-rl")
 
 
 def _quickstart(out, *extra):
@@ -25,7 +25,7 @@ def _quickstart(out, *extra):
 @pytest.mark.vllm
 def test_fast_quickstart_runs_every_stage(tmp_path):
     out = tmp_path / "mini"
-    log = _quickstart(out)
+    log = _quickstart(out, "--judge-rl")
     assert all((out / stage / "done").is_file() for stage in STAGES)
     bench = [json.loads(line) for line in (out / "data" / "bench.jsonl").read_text().splitlines()]
     train = [json.loads(line) for line in (out / "data" / "train.jsonl").read_text().splitlines()]
@@ -68,15 +68,31 @@ def test_fast_quickstart_runs_every_stage(tmp_path):
     assert gold["pairs"] <= min(right, len(samples) - right)
     for name, judge in down["judges"].items():
         assert ("pass_at_1" in judge) == (judge["pairs"] > 0)  # DPO exactly for the judges with pairs
-    for name in ("report.md", "accuracy.png", "rl_curves.png", "rl_heldout.png"):
+    # A judge as the RL reward: pass@1 recomputed from the sampled solutions; only the judge arm is judged.
+    jrl = results["judge_rl"]
+    for name in ("untrained", "gold", "judge"):
+        rows = [json.loads(line) for line in (out / "judge-rl" / "pass1" / f"{name}.jsonl").read_text().splitlines()]
+        per_problem = {}
+        for r in rows:
+            per_problem.setdefault(r["problem_id"], []).append(r["label"])
+        assert len(per_problem) == 12 and all(len(v) == 2 for v in per_problem.values())
+        assert jrl["pass_at_1"][name] == pytest.approx(sum(sum(v) / 2 for v in per_problem.values()) / 12)
+    assert [r["step"] for r in jrl["logs"]["judge"]] == [1, 2] == [r["step"] for r in jrl["logs"]["gold"]]
+    assert all("judge_agreement" in r for r in jrl["logs"]["judge"])
+    assert not any("judge_agreement" in r for r in jrl["logs"]["gold"])
+    assert all(0 <= v <= 1 for v in jrl["judge_reward"].values()) and "judge_invalid" in jrl["judge_reward"]
+    for name in ("report.md", "accuracy.png", "rl_curves.png", "rl_heldout.png", "judge_rl.png"):
         assert (out / name).stat().st_size > 0
     assert "wall time" in log
     report = (out / "report.md").read_text()
-    rerun = _quickstart(out)
+    assert "## A judge as the RL reward" in report
+    rerun = _quickstart(out, "--judge-rl")
     assert rerun.count("done earlier with the same inputs") == len(STAGES)
     assert json.loads((out / "results.json").read_text())["variants"] == results["variants"]
     assert (out / "report.md").read_text().split("Wall time")[0] == report.split("Wall time")[0]
     # Another configuration into the same folder reuses nothing that was built from the old one.
-    other = _quickstart(out, "--seed", "1")
-    assert "done earlier" not in other and other.count("inputs changed, rebuilding") == len(STAGES)
-    assert json.loads((out / "results.json").read_text())["config"]["seed"] == 1
+    other = _quickstart(out, "--seed", "1")  # and without --judge-rl: that stage neither runs nor is reported
+    assert "done earlier" not in other and other.count("inputs changed, rebuilding") == len(STAGES) - 1
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["seed"] == 1 and "judge_rl" not in results
+    assert "A judge as the RL reward" not in (out / "report.md").read_text()
