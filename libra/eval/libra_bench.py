@@ -209,7 +209,9 @@ def evaluate(rows: Sequence[dict], *, out: str | Path, sampling: SamplingParams,
         timings["generate_s"] = time.perf_counter() - tick  # includes the engine start, when one was needed
         tick = time.perf_counter()
         per_row = score_records(rows, gen.records, kind, threshold, strict=verdict_mode == "strict")
+        parse_s = time.perf_counter() - tick
         if verdict_confidence:
+            tick = time.perf_counter()
             attach_verdict_confidence(per_row, requests, gen.records, lazy or engine, kind=kind, threshold=threshold,
                                       strict=verdict_mode == "strict", store=VerdictScoreStore(store_path(out)),
                                       model_id=fingerprint, progress=progress)
@@ -219,7 +221,7 @@ def evaluate(rows: Sequence[dict], *, out: str | Path, sampling: SamplingParams,
             lazy.close()
     tick = time.perf_counter()
     metrics = summarize(per_row, kind)
-    timings["score_s"] = time.perf_counter() - tick
+    timings["score_s"] = parse_s + time.perf_counter() - tick
     timings.update(prompts=len(requests), generated_now=gen.generated, reused=gen.reused, prompts_too_long=gen.unfit)
     resolved = {"verdict": kind, "verdict_mode": verdict_mode, "threshold": threshold, "template": template,
                 "bench": bench, "engine": engine_name, "model": model, "model_fingerprint": fingerprint,
@@ -446,7 +448,8 @@ def verdict_confidence_notes(conf: dict) -> list[str]:
         "mean over a row's judgments)",
         markdown_table(["metric", "value"], [
             *calibration_rows(conf, "rows without a scored verdict"),
-            ["judgments scored / without a verdict", f"{conf['judgments_scored']} / {conf['judgments_without_verdict']}"],
+            ["judgments scored / without a verdict",
+             f"{conf['judgments_scored']} / {conf['judgments_without_verdict']}"],
             ["mean probability of writing a valid verdict there", mass]]).rstrip(),
     ]
 
@@ -464,18 +467,14 @@ def calibration_rows(conf: dict, missing: str) -> list[list]:
 
 def write_plots(out: Path, metrics: dict, name: str) -> None:
     """The PNGs of a run, named as ``PLOTS`` (report.md links them)."""
-    from libra.report.plots import accuracy_bars, confusion_heatmap  # matplotlib: imported only when plotting
+    from libra.report.plots import accuracy_bars, confusion_heatmap, reliability_diagram  # matplotlib: only here
 
     confusion_heatmap(metrics["confusion"], out / PLOTS["confusion"], f"{name}: confusion matrix")
     accuracy_bars(metrics["subsets"], out / PLOTS["subsets"], f"{name}: accuracy by subset",
                   average=metrics["average"])
     accuracy_bars(metrics["source_models"], out / PLOTS["source_models"], f"{name}: accuracy by source model")
     if "confidence" in metrics:
-        from libra.report.plots import reliability_diagram
-
         reliability_diagram(metrics["confidence"], out / RELIABILITY_PLOT, f"{name}: reliability")
     if "verdict_confidence" in metrics:
-        from libra.report.plots import reliability_diagram
-
         reliability_diagram(metrics["verdict_confidence"], out / VERDICT_RELIABILITY_PLOT,
                             f"{name}: verdict-token reliability", xlabel="verdict token's P(correct)")

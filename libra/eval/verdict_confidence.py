@@ -97,11 +97,14 @@ def score_judgments(engine: Engine, items: Sequence[tuple[str, Request, str]], k
             todo.append((key, store_key, request, candidates))
     bar = tqdm(total=len(todo), desc="verdict scores", unit="judgment", disable=not progress or not todo)
     per_call = max(1, BATCH // len(CANDIDATES[kind]))
+    prompt_ids: dict[str, list[int]] = {}  # a request's n judgments share its prompt: tokenise it once
     for start in range(0, len(todo), per_call):
         chunk = todo[start:start + per_call]
         prompts, continuations, owners = [], [], []
         for index, (*_keys, request, candidates) in enumerate(chunk):
-            prompt = prompt_token_ids(engine.tokenizer, request.prompt)
+            if request.sample_id not in prompt_ids:
+                prompt_ids[request.sample_id] = prompt_token_ids(engine.tokenizer, request.prompt)
+            prompt = prompt_ids[request.sample_id]
             tokens = [list(engine.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in candidates]
             cut = _common_prefix(tokens)
             prompts += [prompt + t[:cut] for t in tokens]
