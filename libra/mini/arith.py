@@ -204,11 +204,16 @@ def compare_lines(ours: str, theirs: str | None, width: int) -> tuple[list[str],
         return [f"sum {ours.zfill(width)}", f"answer {shown}", "same " + "0" * max(width, len(ours))], False
     width = max(width, len(ours), len(theirs))
     a, b = ours.zfill(width), theirs.zfill(width)
+    return [f"sum {a}", f"answer {b}", "same " + running_flags(a, b)], a == b
+
+
+def running_flags(ours: str, theirs: str) -> str:
+    """The flags of ``compare_lines`` for two equal-width digit strings: 1 while they agree so far."""
     flags, agree = [], True
-    for x, y in zip(a, b):
+    for x, y in zip(ours, theirs):
         agree = agree and x == y
         flags.append("1" if agree else "0")
-    return [f"sum {a}", f"answer {b}", "same " + "".join(flags)], a == b
+    return "".join(flags)
 
 
 def answer_width(a: int, b: int) -> int:

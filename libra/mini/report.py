@@ -1,7 +1,8 @@
 """The Libra-Mini report: one table like the paper's (accuracy, confusion, macro-F1, invalid rate per
 variant, the teacher beside them), the paper's claims checked against what this run measured (each with a
-paired bootstrap interval and, where the issue set one, its target), held-out accuracy against RL step
-(Fig. 3a), the RL training curves, and the downstream study (Fig. 2). Everything is read back from the
+paired bootstrap interval and, where the issue set one, its target), each thinking judge's lines scored
+against the truth, held-out accuracy against RL step (Fig. 3a), the RL training curves, the downstream
+study (Fig. 2), and every target of the Libra-Mini results issue, met or not. Everything is read back from the
 stage outputs, so the report of a resumed run is the same as that of an uninterrupted one."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from libra.data.jsonl import write_json
 from libra.eval.metrics import paired_difference_ci
 from libra.mini.runs import TEACHER, VARIANTS
+from libra.mini.thinking_check import check_eval
 from libra.report.curves import correlation_scatter, training_curves
 from libra.report.markdown import markdown_table, percent
 from libra.report.plots import accuracy_bars
@@ -30,6 +32,7 @@ CLAIMS = (
     ("sft-rl", "rl-zero", "SFT before RL beats RL from the base model (RL-zero)", 0.0),
     ("sft-rl", "teacher", "the RL judge beats the teacher it was distilled from (the reward is exact)", 0.0),
 )
+CHECKED = ("thinking-sft", "sft-rl", TEACHER)  # the judges that write the teacher's checking layout
 CURVE_KEYS = ("reward", "accuracy", "uniform_groups", "entropy", "response_length", "kl")
 
 
@@ -106,6 +109,8 @@ def collect(out: Path, judge_rl: bool = False) -> dict:
         "rl_heldout": {name: _rl_evals(out, name) for name in ("rl-zero", "sft-rl")},
         "claims": [_claim(out, variants, *claim) for claim in CLAIMS],
         "rl_zero_invalid_within_target": variants["rl-zero"]["invalid_rate"] <= INVALID_TARGET,
+        "thinking_check": {name: check_eval(out / "eval" / name, out / "data" / "bench.jsonl")
+                           for name in CHECKED},
         "downstream": downstream,
         "v2v": json.loads((out / "data" / "stats.json").read_text())["table1"],
         "rejection_sampling": json.loads((out / "judging-data" / "rejection_stats.json").read_text()),
@@ -120,13 +125,54 @@ def _claim(out: Path, variants: dict, better: str, worse: str, text: str, target
             "target_points": target, "holds": _verdict(difference, low, target)}
 
 
+def targets(results: dict, wall_s: float) -> list[dict]:
+    """Every target the Libra-Mini results issue set, with what this run measured and whether it is met, so
+    a target missed is stated by the run itself, not only in prose. A comparison is met when its paired
+    95% interval lies above zero and the difference reaches the margin; the downstream target reads the
+    judge with the best bench accuracy among those that produced DPO pairs."""
+    claims = {(c["better"], c["worse"]): c for c in results["claims"]}
+
+    def beats(better: str, worse: str) -> dict:
+        c = claims[(better, worse)]
+        margin = c["target_points"]
+        return {"target": f"{better} beats {worse}" + (f" by >= {margin:.0f} points" if margin else "")
+                + ", CI > 0", "measured": _points(c["difference"], c["ci95"]),
+                "met": c["ci95"][0] > 0 and 100 * c["difference"] >= margin}
+
+    invalid = results["variants"]["rl-zero"]["invalid_rate"]
+    out = [beats("sft-rl", "thinking-sft"),
+           {"target": f"rl-zero invalid verdicts <= {percent(INVALID_TARGET)}%", "measured": f"{percent(invalid)}%",
+            "met": invalid <= INVALID_TARGET},
+           beats("rl-zero", "base"), beats("sft-rl", "rl-zero"), beats("thinking-sft", "direct-sft"),
+           beats("sft-rl", "teacher")]
+    d = results["downstream"]
+    judged = {n: j for n, j in d["judges"].items() if n in results["variants"] and "pass_at_1" in j}
+    if judged:
+        best = max(judged, key=lambda n: results["variants"][n]["accuracy"])
+        j = judged[best]
+        out.append({"target": "the best judge's DPO policy beats the untrained policy, CI > 0",
+                    "measured": f"{best}: " + _points(j["pass_at_1"] - d["untrained_pass_at_1"], j["vs_untrained_ci95"]),
+                    "met": j["vs_untrained_ci95"][0] > 0})
+    else:
+        out.append({"target": "the best judge's DPO policy beats the untrained policy, CI > 0",
+                    "measured": "no judge produced DPO pairs", "met": False})
+    rho = d["spearman_bench_accuracy_vs_pass_at_1"]
+    out.append({"target": "rank correlation of bench accuracy and pass@1 reported",
+                "measured": "undefined" if rho is None else f"{rho:+.2f}", "met": rho is not None})
+    out.append({"target": f"wall time <= {BUDGET_S} s", "measured": f"{wall_s:.0f} s", "met": wall_s <= BUDGET_S})
+    return out
+
+
+def _points(difference: float, ci95) -> str:
+    return f"{100 * difference:+.1f} ({100 * ci95[0]:+.1f} to {100 * ci95[1]:+.1f})"
+
+
 def _downstream_rows(d: dict, variants: dict) -> list[list]:
     rows = [["(untrained policy)", "", "", "", percent(d["untrained_pass_at_1"]), ""]]
     for name, j in d["judges"].items():
         bench = percent(variants[name]["accuracy"]) if name in variants else "(gold labels)"
         if "pass_at_1" in j:
-            low, high = j["vs_untrained_ci95"]
-            gain = f"{100 * (j['pass_at_1'] - d['untrained_pass_at_1']):+.1f} ({100 * low:+.1f} to {100 * high:+.1f})"
+            gain = _points(j["pass_at_1"] - d["untrained_pass_at_1"], j["vs_untrained_ci95"])
             rows.append([name, bench, percent(j["accuracy_on_policy_samples"]), j["pairs"], percent(j["pass_at_1"]), gain])
         else:
             rows.append([name, bench, percent(j["accuracy_on_policy_samples"]), 0, "no pairs: no DPO", ""])
@@ -140,9 +186,7 @@ def _judge_rl_section(j: dict, out: Path) -> tuple[list[str], list[str], list[li
     p = j["pass_at_1"]
     rows = [["untrained", "", percent(p[UNTRAINED]), ""]]
     for arm, reward in (("gold", "rule: verify_answer vs gold"), ("judge", f"judge: {j['judge']} (no gold read)")):
-        low, high = j["vs_untrained_ci95"][arm]
-        rows.append([arm, reward, percent(p[arm]),
-                     f"{100 * (p[arm] - p[UNTRAINED]):+.1f} ({100 * low:+.1f} to {100 * high:+.1f})"])
+        rows.append([arm, reward, percent(p[arm]), _points(p[arm] - p[UNTRAINED], j["vs_untrained_ci95"][arm])])
     headers = ["policy", "GRPO reward", "pass@1", "vs untrained (95% CI)"]
     training_curves({arm: j["logs"][arm] for arm in ("gold", "judge")}, ["reward", "accuracy"], out / "judge_rl.png",
                     "Policy GRPO on unlabelled problems: rule vs judge reward")
@@ -168,6 +212,7 @@ def write_report(out: Path, cfg, wall_s: float, stages) -> dict:
     results = {"config": cfg.__dict__, "wall_time_s": wall_s, "budget_s": BUDGET_S,
                "stages": {"reused": stages.reused, "built_s": stages.built, "keys": stages.keys},
                **collect(out, cfg.judge_rl)}
+    results["targets"] = targets(results, wall_s)
     write_json(out / "results.json", results)
     variants = results["variants"]
     headers = ["judge", "accuracy", "macro-F1", "invalid", "TP", "FN", "FP", "TN", "tokens"]
@@ -203,6 +248,13 @@ def write_report(out: Path, cfg, wall_s: float, stages) -> dict:
     rs = results["rejection_sampling"]
     judge_rl_body, jrl_headers, jrl_rows = _judge_rl_section(results["judge_rl"], out) if cfg.judge_rl else ([], [], [])
     rl_zero_invalid = variants["rl-zero"]["invalid_rate"]
+    check_headers = ["judge", "skims", "checks", "sum right", "answer copied right", "flags right (numbers equal)",
+                     "flags right (numbers differ)", "verdict follows flags"]
+    check_rows = [[name, *(percent(c[k]) if c[k] is not None else "" for k in
+                           ("skims", "checks", "sum_right", "answer_right", "flags_right_equal", "flags_right_differ",
+                            "verdict_follows_flags"))] for name, c in results["thinking_check"].items()]
+    target_headers = ["target", "measured (95% CI)", "met"]
+    target_rows = [[t["target"], t["measured"], "yes" if t["met"] else "no"] for t in results["targets"]]
     body = [
         "# Libra-Mini",
         f"Held-out Mini Libra Bench: {n} rows (balanced correct / incorrect per source model, problems "
@@ -218,6 +270,12 @@ def write_report(out: Path, cfg, wall_s: float, stages) -> dict:
         markdown_table(claim_headers, claims).rstrip(),
         f"RL-zero invalid verdicts: {percent(rl_zero_invalid)}% (target <= {percent(INVALID_TARGET)}%: "
         f"{'met' if results['rl_zero_invalid_within_target'] else 'not met'}).",
+        "## How the thinking judges check",
+        "Each line of every held-out judgment scored against the truth (`libra/mini/thinking_check.py`): skims and "
+        "checks as % of judgments; the rest as % of checking judgments: the recomputed sum against a + b, the "
+        "copy of the response's answer, the running flags against the two numbers the judge itself wrote "
+        "(split by whether they are equal), and whether the verdict follows the flags.",
+        markdown_table(check_headers, check_rows).rstrip(),
         f"Rejection sampling: {rs['kept']} thinking judgments kept of {rs['samples']} teacher samples "
         f"(acceptance {percent(rs['acceptance'])}%).",
         "## Downstream: judge-labelled DPO (section 6)",
@@ -230,6 +288,8 @@ def write_report(out: Path, cfg, wall_s: float, stages) -> dict:
         "![accuracy](accuracy.png)\n![held-out during RL](rl_heldout.png)\n![RL curves](rl_curves.png)\n"
         "![downstream](downstream.png)",
         *judge_rl_body,
+        "## The issue's targets on this run",
+        markdown_table(target_headers, target_rows).rstrip(),
         f"Wall time {wall_s:.0f} s (budget {BUDGET_S} s); stages reused from an earlier run: "
         f"{', '.join(stages.reused) or 'none'}.",
     ]
@@ -240,5 +300,6 @@ def write_report(out: Path, cfg, wall_s: float, stages) -> dict:
     print(f"Spearman(bench accuracy, pass@1) = {rho_text}")
     if cfg.judge_rl:
         print_results_table("Policy GRPO with a judge as the reward", jrl_headers, jrl_rows)
+    print_results_table("The issue's targets", target_headers, target_rows)
     print(f"wall time {wall_s:.0f} s (budget {BUDGET_S} s); report: {out / 'report.md'}")
     return results

@@ -7,7 +7,7 @@ import pytest
 
 from libra.eval.metrics import paired_difference_ci
 from libra.mini.downstream import pass_at_1
-from libra.mini.report import _verdict, spearman
+from libra.mini.report import CLAIMS, _verdict, spearman
 
 
 def test_paired_difference_interval():
@@ -80,3 +80,45 @@ def test_rows_not_judgments_are_paired_when_judges_sample_differently(tmp_path):
     assert direct == {"r1": 1.0, "r2": 0.0, "r3": 1.0}
     low, high = paired_difference_ci(thinking, direct)
     assert low <= (4 / 6 - 2 / 3) <= high
+
+
+def _results(claims, invalid=0.05, judges=None, rho=0.5):
+    """A results dict as ``collect`` writes it, with only what ``targets`` reads."""
+    accuracy = {"base": 0.1, "direct-sft": 0.5, "thinking-sft": 0.6, "rl-zero": 0.55, "sft-rl": 0.7, "teacher": 0.65}
+    margins = {(better, worse): target for better, worse, _, target in CLAIMS}
+    return {"claims": [{"better": b, "worse": w, "difference": d, "ci95": list(ci), "target_points": margins[(b, w)]}
+                       for (b, w), (d, ci) in claims.items()],
+            "variants": {n: {"accuracy": a, "invalid_rate": invalid if n == "rl-zero" else 0.0} for n, a in accuracy.items()},
+            "downstream": {"untrained_pass_at_1": 0.40, "judges": judges or {},
+                           "spearman_bench_accuracy_vs_pass_at_1": rho}}
+
+
+def test_targets_state_each_measured_number_and_whether_it_is_met():
+    from libra.mini.report import targets
+
+    claims = {("sft-rl", "thinking-sft"): (0.049, (0.01, 0.09)),  # CI above 0 but under the 5-point margin
+              ("rl-zero", "base"): (0.45, (0.40, 0.50)), ("sft-rl", "rl-zero"): (0.15, (0.08, 0.21)),
+              ("thinking-sft", "direct-sft"): (0.03, (-0.01, 0.07)),  # positive, within noise
+              ("sft-rl", "teacher"): (0.05, (0.001, 0.1))}
+    # The best judge on the bench is sft-rl (0.7), not the one with the best pass@1 (thinking-sft).
+    judges = {"thinking-sft": {"pass_at_1": 0.60, "vs_untrained_ci95": [0.1, 0.3]},
+              "sft-rl": {"pass_at_1": 0.42, "vs_untrained_ci95": [-0.01, 0.05]},
+              "gold": {"pass_at_1": 0.7, "vs_untrained_ci95": [0.2, 0.4]}, "base": {"pairs": 0}}
+    got = {t["target"]: t for t in targets(_results(claims, judges=judges), wall_s=601.0)}
+    met = {k: t["met"] for k, t in got.items()}
+    assert met == {"sft-rl beats thinking-sft by >= 5 points, CI > 0": False, "rl-zero invalid verdicts <= 10.0%": True,
+                   "rl-zero beats base by >= 10 points, CI > 0": True, "sft-rl beats rl-zero, CI > 0": True,
+                   "thinking-sft beats direct-sft, CI > 0": False, "sft-rl beats teacher, CI > 0": True,
+                   "the best judge's DPO policy beats the untrained policy, CI > 0": False,
+                   "rank correlation of bench accuracy and pass@1 reported": True, "wall time <= 600 s": False}
+    assert got["sft-rl beats thinking-sft by >= 5 points, CI > 0"]["measured"] == "+4.9 (+1.0 to +9.0)"
+    assert got["the best judge's DPO policy beats the untrained policy, CI > 0"]["measured"].startswith("sft-rl: +2.0")
+    assert got["wall time <= 600 s"]["measured"] == "601 s"
+
+    claims[("sft-rl", "thinking-sft")] = (0.05, (0.01, 0.09))
+    none = targets(_results(claims, invalid=0.11, rho=None), wall_s=600.0)
+    met = {t["target"]: t["met"] for t in none}
+    assert met["sft-rl beats thinking-sft by >= 5 points, CI > 0"] and met["wall time <= 600 s"]
+    assert not met["rl-zero invalid verdicts <= 10.0%"]
+    assert not met["rank correlation of bench accuracy and pass@1 reported"]
+    assert [t["measured"] for t in none if "DPO" in t["target"]] == ["no judge produced DPO pairs"]

@@ -86,10 +86,19 @@ def test_fast_quickstart_runs_every_stage(tmp_path):
     assert "wall time" in log
     report = (out / "report.md").read_text()
     assert "## A judge as the RL reward" in report
+    for name, check in results["thinking_check"].items():  # every held-out judgment scored line by line
+        assert check["judgments"] == results["variants"][name]["rows"] * results["config"]["eval_samples"]
+    assert "## How the thinking judges check" in report
+    # The targets table is the claims and counts above, restated with their verdicts.
+    by_target = {t["target"]: t for t in results["targets"]}
+    assert len(by_target) == 9 and f"| wall time <= 600 s | {results['wall_time_s']:.0f} s |" in report
+    assert by_target["rl-zero beats base by >= 10 points, CI > 0"]["met"] == (
+        results["claims"][3]["ci95"][0] > 0 and results["claims"][3]["difference"] >= 0.10)
     rerun = _quickstart(out, "--judge-rl")
     assert rerun.count("done earlier with the same inputs") == len(STAGES)
     assert json.loads((out / "results.json").read_text())["variants"] == results["variants"]
-    assert (out / "report.md").read_text().split("Wall time")[0] == report.split("Wall time")[0]
+    timeless = lambda text: [line for line in text.split("Wall time")[0].splitlines() if "wall time" not in line]
+    assert timeless((out / "report.md").read_text()) == timeless(report)
     # Another configuration into the same folder reuses nothing that was built from the old one.
     other = _quickstart(out, "--seed", "1")  # and without --judge-rl: that stage neither runs nor is reported
     assert "done earlier" not in other and other.count("inputs changed, rebuilding") == len(STAGES) - 1

@@ -1,0 +1,70 @@
+"""Each line of a thinking judge's judgments scored against the truth: where a Libra-Mini judge goes wrong.
+
+A checking judgment (``teacher.judge_text``) has three lines that can each be checked exactly: the sum it
+recomputed (against ``a + b``), its copy of the response's final answer (against the response), and its
+running flags (against the flags of the two numbers it wrote itself, ``arith.compare_lines``); its verdict
+either follows its flags or not. A skimming judgment checks nothing. Accuracy alone cannot say which of
+these limits a judge, and so whether RL can move it: a judge whose flags ignore the digits can only trade
+false negatives for false positives. Read from an evaluation's ``generations.jsonl`` and
+``predictions.jsonl`` (``libra eval libra-bench`` writes both), so it runs on any run after the fact.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from libra.mini.arith import parse_question, running_flags
+from libra.verify import extract_answer
+
+# The last three lines of a checking judgment's thinking (see ``arith.compare_lines``). Model output is
+# untrusted: bounded digit runs, no backtracking across lines.
+_CHECK = re.compile(r"\nsum (\d{1,12})\nanswer ([^\n]{0,40})\nsame (\d{1,12})\n")
+_SKIM = "the steps look right"
+
+
+def score_judgment(text: str, question: str, response: str, verdict: bool | None) -> dict:
+    """What one judgment did: ``kind`` ("skim", "check", or "other" when it follows neither layout), and for
+    a check whether its sum, its copy of the answer and its flags are right, whether its two numbers differ,
+    and whether ``verdict`` (the parsed one; None when invalid) follows its flags."""
+    if _SKIM in text:
+        return {"kind": "skim"}
+    match = _CHECK.search(text)
+    if match is None:
+        return {"kind": "other"}
+    a, b = parse_question(question)
+    ours, theirs, flags = match[1], match[2], match[3]
+    shown = extract_answer(response)
+    return {"kind": "check", "sum_right": ours.isdigit() and int(ours) == a + b,
+            "answer_right": shown is not None and theirs.isdigit() and shown.isdigit() and int(theirs) == int(shown),
+            "differ": ours != theirs,
+            "flags_right": theirs.isdigit() and len(theirs) == len(ours) == len(flags)
+            and flags == running_flags(ours, theirs),
+            "verdict_follows_flags": verdict is not None and verdict == (set(flags) == {"1"})}
+
+
+def check_eval(folder: Path, bench: Path) -> dict:
+    """The line-by-line scores of every judgment in the evaluation ``folder`` of ``bench``, as shares:
+    of all judgments (skims, checks), and of checking judgments (each line right; flags right where the
+    judge's two numbers are equal and where they differ; verdicts that follow the flags)."""
+    rows = {r["id"]: r for r in map(json.loads, bench.read_text().splitlines())}
+    verdicts = {(p["id"], p["sample"]): p["pred"] if p["valid"] else None
+                for p in map(json.loads, (folder / "predictions.jsonl").read_text().splitlines())}
+    scored = []
+    for g in map(json.loads, (folder / "generations.jsonl").read_text().splitlines()):
+        row = rows[g["id"].split("#")[0]]
+        for k, sample in enumerate(g["samples"]):
+            scored.append(score_judgment(sample["text"], row["question"], row["response"],
+                                         verdicts.get((row["id"], k))))
+    checks = [s for s in scored if s["kind"] == "check"]
+
+    def share(items: list[dict], key: str) -> float | None:
+        return sum(s[key] for s in items) / len(items) if items else None
+
+    equal, differ = [s for s in checks if not s["differ"]], [s for s in checks if s["differ"]]
+    return {"judgments": len(scored), "skims": sum(s["kind"] == "skim" for s in scored) / max(1, len(scored)),
+            "checks": len(checks) / max(1, len(scored)), "sum_right": share(checks, "sum_right"),
+            "answer_right": share(checks, "answer_right"), "flags_right_equal": share(equal, "flags_right"),
+            "flags_right_differ": share(differ, "flags_right"), "checks_equal": len(equal), "checks_differ": len(differ),
+            "verdict_follows_flags": share(checks, "verdict_follows_flags")}
