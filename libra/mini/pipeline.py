@@ -300,8 +300,8 @@ def run(out: Path, cfg: MiniConfig) -> dict:
     thinking = trained("thinking-sft", lambda f: sft(base, judging / "thinking.jsonl", f, cfg.judge_epochs, 384,
                                                       cfg.judge_lr), sft_settings, ("base-sft", "judging-data"))
     grpo_settings = c("seed", "grpo_steps", "grpo_zero_steps", "grpo_lr", "grpo_zero_lr", "grpo_prompts", "grpo_n",
-                      "grpo_temperature", "grpo_evals", "max_judgment_tokens", "length_penalty_from", "eval_temperature",
-                      "eval_samples", "engine")
+                      "grpo_temperature", "grpo_evals", "max_judgment_tokens", "length_penalty_from",
+                      "eval_temperature", "eval_samples", "engine")
     bench = data / "bench.jsonl"
     rl_rows = judging / "rl.jsonl"
     engines = SharedEngine(cfg.engine, base, cfg.seed)

@@ -150,8 +150,9 @@ def targets(results: dict, wall_s: float) -> list[dict]:
     if judged:
         best = max(judged, key=lambda n: results["variants"][n]["accuracy"])
         j = judged[best]
+        gain = _points(j["pass_at_1"] - d["untrained_pass_at_1"], j["vs_untrained_ci95"])
         out.append({"target": "the best judge's DPO policy beats the untrained policy, CI > 0",
-                    "measured": f"{best}: " + _points(j["pass_at_1"] - d["untrained_pass_at_1"], j["vs_untrained_ci95"]),
+                    "measured": f"{best}: {gain}",
                     "met": j["vs_untrained_ci95"][0] > 0})
     else:
         out.append({"target": "the best judge's DPO policy beats the untrained policy, CI > 0",

@@ -66,5 +66,6 @@ def check_eval(folder: Path, bench: Path) -> dict:
     return {"judgments": len(scored), "skims": sum(s["kind"] == "skim" for s in scored) / max(1, len(scored)),
             "checks": len(checks) / max(1, len(scored)), "sum_right": share(checks, "sum_right"),
             "answer_right": share(checks, "answer_right"), "flags_right_equal": share(equal, "flags_right"),
-            "flags_right_differ": share(differ, "flags_right"), "checks_equal": len(equal), "checks_differ": len(differ),
+            "flags_right_differ": share(differ, "flags_right"), "checks_equal": len(equal),
+            "checks_differ": len(differ),
             "verdict_follows_flags": share(checks, "verdict_follows_flags")}

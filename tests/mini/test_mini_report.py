@@ -88,7 +88,8 @@ def _results(claims, invalid=0.05, judges=None, rho=0.5):
     margins = {(better, worse): target for better, worse, _, target in CLAIMS}
     return {"claims": [{"better": b, "worse": w, "difference": d, "ci95": list(ci), "target_points": margins[(b, w)]}
                        for (b, w), (d, ci) in claims.items()],
-            "variants": {n: {"accuracy": a, "invalid_rate": invalid if n == "rl-zero" else 0.0} for n, a in accuracy.items()},
+            "variants": {n: {"accuracy": a, "invalid_rate": invalid if n == "rl-zero" else 0.0}
+                         for n, a in accuracy.items()},
             "downstream": {"untrained_pass_at_1": 0.40, "judges": judges or {},
                            "spearman_bench_accuracy_vs_pass_at_1": rho}}
 

@@ -50,8 +50,9 @@ def test_check_eval_shares(tmp_path):
     rng = random.Random(0)
     right_check = judge_text(Q, RIGHT, slip=False, rng=rng)
     wrong_check = judge_text(Q, WRONG, slip=False, rng=rng)
+    flipped = wrong_check.replace("same 100", "same 111")
     gens = [{"id": "bench/r#abc", "samples": [{"text": right_check}, {"text": skim_text(RIGHT)}]},
-            {"id": "bench/w#def", "samples": [{"text": wrong_check}, {"text": wrong_check.replace("same 100", "same 111")}]}]
+            {"id": "bench/w#def", "samples": [{"text": wrong_check}, {"text": flipped}]}]
     preds = [{"id": i, "sample": k, "pred": p, "valid": True}
              for i, k, p in (("bench/r", 0, True), ("bench/r", 1, True), ("bench/w", 0, False), ("bench/w", 1, True))]
     folder = tmp_path / "eval"
