@@ -2,8 +2,8 @@
 variant, the teacher beside them), the paper's claims checked against what this run measured (each with a
 paired bootstrap interval and, where the issue set one, its target), each thinking judge's lines scored
 against the truth, held-out accuracy against RL step (Fig. 3a), the RL training curves, the downstream
-study (Fig. 2), and every target of the Libra-Mini results issue, met or not. Everything is read back from the
-stage outputs, so the report of a resumed run is the same as that of an uninterrupted one."""
+study (Fig. 2), and every target of the Libra-Mini results issue, met or not. Everything is read back
+from the stage outputs, so the report of a resumed run is the same as that of an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -174,7 +174,8 @@ def _downstream_rows(d: dict, variants: dict) -> list[list]:
         bench = percent(variants[name]["accuracy"]) if name in variants else "(gold labels)"
         if "pass_at_1" in j:
             gain = _points(j["pass_at_1"] - d["untrained_pass_at_1"], j["vs_untrained_ci95"])
-            rows.append([name, bench, percent(j["accuracy_on_policy_samples"]), j["pairs"], percent(j["pass_at_1"]), gain])
+            rows.append([name, bench, percent(j["accuracy_on_policy_samples"]), j["pairs"], percent(j["pass_at_1"]),
+                         gain])
         else:
             rows.append([name, bench, percent(j["accuracy_on_policy_samples"]), 0, "no pairs: no DPO", ""])
     return rows

@@ -40,6 +40,7 @@ from libra.verify import extract_answer
 
 # The seed of a call made without one: the teacher is a program, so unseeded calls are reproducible too.
 DEFAULT_SEED = 0
+SKIM_LINE = "the steps look right"  # how a skimming judgment starts (``skim_text``)
 
 
 def judge_text(question: str, response: str, *, slip: bool, rng: random.Random) -> str:
@@ -60,7 +61,7 @@ def skim_text(response: str) -> str:
     with a derivation that looks fine). Right whenever the response is, wrong whenever it is not."""
     theirs = extract_answer(response)
     shown = " ".join(theirs.split()) if theirs is not None else "none"
-    return f"<think>\nthe steps look right\nanswer {shown}\n</think>\nCorrect. [[score=4]]"
+    return f"<think>\n{SKIM_LINE}\nanswer {shown}\n</think>\nCorrect. [[score=4]]"
 
 
 def direct_verdict(label: bool) -> str:

@@ -16,19 +16,19 @@ import re
 from pathlib import Path
 
 from libra.mini.arith import parse_question, running_flags
+from libra.mini.teacher import SKIM_LINE
 from libra.verify import extract_answer
 
 # The last three lines of a checking judgment's thinking (see ``arith.compare_lines``). Model output is
 # untrusted: bounded digit runs, no backtracking across lines.
 _CHECK = re.compile(r"\nsum (\d{1,12})\nanswer ([^\n]{0,40})\nsame (\d{1,12})\n")
-_SKIM = "the steps look right"
 
 
 def score_judgment(text: str, question: str, response: str, verdict: bool | None) -> dict:
     """What one judgment did: ``kind`` ("skim", "check", or "other" when it follows neither layout), and for
     a check whether its sum, its copy of the answer and its flags are right, whether its two numbers differ,
     and whether ``verdict`` (the parsed one; None when invalid) follows its flags."""
-    if _SKIM in text:
+    if SKIM_LINE in text:
         return {"kind": "skim"}
     match = _CHECK.search(text)
     if match is None:
