@@ -25,7 +25,7 @@ from libra.data.jsonl import write_json
 from libra.eval.metrics import paired_difference_ci
 from libra.mini import MINI_TEMPLATE
 from libra.mini.downstream import SOLUTION_TOKENS, UNTRAINED, pass_at_1_on_test
-from libra.mini.runs import read_rows, train_in_process
+from libra.mini.runs import grpo, read_rows
 
 JUDGE = "sft-rl"
 ARMS = ("gold", "judge")
@@ -38,15 +38,8 @@ def _grpo(cfg, policy: Path, rows: Path, out: Path, engines, judge: Path | None)
     reward = [] if judge is None else [
         f"reward.judge={judge}", f"reward.judge_engine={cfg.engine}", f"reward.judge_template={MINI_TEMPLATE}",
         f"reward.judge_max_tokens={cfg.max_judgment_tokens}", "reward.judge_temperature=0", "reward.judge_weight=1"]
-    train_in_process(
-        "grpo", f"model.path={policy}", f"data.train={rows}", "data.task=reasoning",
-        f"data.prompts_per_step={cfg.grpo_prompts}", f"run.global_batch_size={cfg.grpo_prompts}",
-        "run.micro_batch_size=32", f"rollout.engine={cfg.engine}", f"rollout.n={cfg.grpo_n}",
-        f"rollout.temperature={cfg.grpo_temperature}", f"rollout.max_tokens={SOLUTION_TOKENS}",
-        f"reward.l_exp={SOLUTION_TOKENS * 2 // 3}", f"reward.l_max={SOLUTION_TOKENS}", "loss.kl_coef=1e-3",
-        f"optim.lr={cfg.judge_rl_lr}", "optim.warmup_ratio=0", f"run.max_steps={cfg.judge_rl_steps}",
-        "data.epochs=100", f"run.seed={cfg.seed}", f"run.out={out}", "run.tensorboard=false", *reward,
-        engine_factory=engines.lend(policy))
+    grpo(cfg, policy, rows, out, engines, task="reasoning", max_tokens=SOLUTION_TOKENS,
+         l_exp=SOLUTION_TOKENS * 2 // 3, kl=1e-3, lr=cfg.judge_rl_lr, steps=cfg.judge_rl_steps, extra=tuple(reward))
 
 
 def _log(run: Path) -> list[dict]:

@@ -48,12 +48,12 @@ from libra.mini.runs import (
     VARIANTS,
     SharedEngine,
     eval_sampling,
+    grpo,
     judge_bench,
     read_rows,
     reasoning_prompt,
     sft,
     template_of,
-    train_in_process,
 )
 from libra.mini.stages import Stages, code_digest
 from libra.mini.teacher import ThinkingTeacher, direct_verdict
@@ -236,15 +236,8 @@ def _grpo(cfg: MiniConfig, model: Path, rows: Path, bench: Path, template: str, 
     evals = [f"eval.bench={bench}", f"eval.template={template}", f"eval.every={every}",
              f"eval.max_tokens={cfg.max_judgment_tokens}", f"eval.temperature={cfg.eval_temperature}",
              f"eval.n={cfg.eval_samples}"] if every else []
-    train_in_process(
-        "grpo", f"model.path={model}", f"data.train={rows}", "data.task=pointwise", f"data.template={template}",
-        f"data.prompts_per_step={cfg.grpo_prompts}", f"run.global_batch_size={cfg.grpo_prompts}",
-        "run.micro_batch_size=32", f"rollout.engine={cfg.engine}", f"rollout.n={cfg.grpo_n}",
-        f"rollout.temperature={cfg.grpo_temperature}", f"rollout.max_tokens={cfg.max_judgment_tokens}",
-        f"reward.l_exp={cfg.length_penalty_from}", f"reward.l_max={cfg.max_judgment_tokens}", f"loss.kl_coef={kl}",
-        f"optim.lr={lr}", "optim.warmup_ratio=0", f"run.max_steps={steps}", "data.epochs=100",
-        f"run.seed={cfg.seed}", f"run.out={out}", "run.tensorboard=false", *evals,
-        engine_factory=engines.lend(model))
+    grpo(cfg, model, rows, out, engines, task="pointwise", max_tokens=cfg.max_judgment_tokens,
+         l_exp=cfg.length_penalty_from, kl=kl, lr=lr, steps=steps, extra=(f"data.template={template}", *evals))
 
 
 def evaluate(cfg: MiniConfig, models: dict[str, Path], bench: Path, folder: Path, engines: SharedEngine) -> None:

@@ -56,6 +56,22 @@ def sft(model: Path, rows: Path, out: Path, epochs: int, seq_len: int, lr: float
                      f"optim.lr={lr}", f"optim.min_lr={lr / 10}", f"run.out={out}", "run.tensorboard=false")
 
 
+def grpo(cfg, model: Path, rows: Path, out: Path, engines: "SharedEngine", *, task: str, max_tokens: int, l_exp: int,
+         kl: float, lr: float, steps: int, extra: tuple[str, ...] = ()) -> None:
+    """``steps`` of GRPO from ``model`` on the shared engine with the Mini's sizes (``grpo_prompts`` prompts x
+    ``grpo_n`` rollouts at ``grpo_temperature``, one optimizer step per rollout step, a constant ``lr``), the
+    length penalty from ``l_exp`` up to ``max_tokens``; ``extra`` overrides (a template, held-out evaluations,
+    a judge reward) go to ``libra train grpo`` as they are."""
+    train_in_process(
+        "grpo", f"model.path={model}", f"data.train={rows}", f"data.task={task}",
+        f"data.prompts_per_step={cfg.grpo_prompts}", f"run.global_batch_size={cfg.grpo_prompts}",
+        "run.micro_batch_size=32", f"rollout.engine={cfg.engine}", f"rollout.n={cfg.grpo_n}",
+        f"rollout.temperature={cfg.grpo_temperature}", f"rollout.max_tokens={max_tokens}", f"reward.l_exp={l_exp}",
+        f"reward.l_max={max_tokens}", f"loss.kl_coef={kl}", f"optim.lr={lr}", "optim.warmup_ratio=0",
+        f"run.max_steps={steps}", "data.epochs=100", f"run.seed={cfg.seed}", f"run.out={out}", "run.tensorboard=false",
+        *extra, engine_factory=engines.lend(model))
+
+
 class SharedEngine:
     """One engine for every model of the run (all share the tiny architecture), started on first use:
     ``use(path)`` loads a model's weights by weight sync instead of starting a new engine (~20 s each with
