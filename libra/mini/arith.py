@@ -183,36 +183,40 @@ def _miscopy(answer: str, rng: random.Random) -> str:
     return answer[:i] + answer[i + 1 :]
 
 
+AGREE, DIFFER = "=", "x"  # the running flags of ``compare_lines``
+
+
 def compare_lines(ours: str, theirs: str | None, width: int) -> tuple[list[str], bool]:
-    """Two answers compared digit by digit, the way a small model can: both written right-aligned to the
-    same ``width`` (zero-padded) on lines of equal length, then a line of running flags, one digit per
-    position, 1 while the answers agree so far and 0 from the first difference on::
+    """Two answers compared digit by digit, the way a small model can: both right-aligned to the same
+    ``width`` (zero-padded), the sum's digits spaced out, and the answer's digits each followed by a running
+    flag, ``=`` while the answers agree so far and ``x`` from the first difference on::
 
-        sum 132
-        answer 123
-        same 100
+        sum 1 3 2
+        answer 1=2x3x
 
-    Why this layout: every line is a one-token label, a space and ``width`` single-digit tokens, so digit
-    ``k`` of the answer sits exactly one line length after digit ``k`` of the sum, and flag ``k`` one line
-    length after that: each flag reads two digits at fixed distances and the flag before it (a running
-    check, like a carry), and the verdict reads one token, the last flag. Layouts whose lookups moved with
-    the position (one line per digit pair) left a 2-layer judge wrong on about half of its digit
-    comparisons. ``theirs`` that is not a digit string is written as given and never matches (all flags 0).
-    Returns the lines and whether the answers are the same number."""
+    Why this layout: a flag is predicted at the token of the answer digit it follows, so it needs that
+    token, the flag before it (the running check, like a carry: the token before) and one lookup, digit
+    ``k`` of the sum, which the spacing puts exactly one sum line back whatever ``k``. The verdict reads one
+    token, the last flag. Trained alone on 8,000 comparison instructions (3 epochs), a 2-layer model got
+    this layout's flags right on 99% of equal and 95% of unequal pairs; a separate flags line under both
+    numbers (two lookups per flag, ``same 100``) on 80% and 57%, and one line per digit pair, whose lookups
+    move with the position, on about half. ``theirs`` that is not a digit string is written as given,
+    followed by one ``x``. Returns the lines and whether the answers are the same number."""
     if theirs is None or not theirs.isdigit():
         shown = "none" if theirs is None else " ".join(theirs.split())
-        return [f"sum {ours.zfill(width)}", f"answer {shown}", "same " + "0" * max(width, len(ours))], False
+        return [f"sum {' '.join(ours.zfill(width))}", f"answer {shown} {DIFFER}"], False
     width = max(width, len(ours), len(theirs))
     a, b = ours.zfill(width), theirs.zfill(width)
-    return [f"sum {a}", f"answer {b}", "same " + running_flags(a, b)], a == b
+    flags = running_flags(a, b)
+    return [f"sum {' '.join(a)}", "answer " + "".join(d + f for d, f in zip(b, flags))], a == b
 
 
 def running_flags(ours: str, theirs: str) -> str:
-    """The flags of ``compare_lines`` for two equal-width digit strings: 1 while they agree so far."""
+    """The flags of ``compare_lines`` for two equal-width digit strings: ``=`` while they agree so far."""
     flags, agree = [], True
     for x, y in zip(ours, theirs):
         agree = agree and x == y
-        flags.append("1" if agree else "0")
+        flags.append(AGREE if agree else DIFFER)
     return "".join(flags)
 
 

@@ -108,7 +108,6 @@ def collect(out: Path, judge_rl: bool = False) -> dict:
         "rl_curves": curves,
         "rl_heldout": {name: _rl_evals(out, name) for name in ("rl-zero", "sft-rl")},
         "claims": [_claim(out, variants, *claim) for claim in CLAIMS],
-        "rl_zero_invalid_within_target": variants["rl-zero"]["invalid_rate"] <= INVALID_TARGET,
         "thinking_check": {name: check_eval(out / "eval" / name, out / "data" / "bench.jsonl")
                            for name in CHECKED},
         "downstream": downstream,
@@ -249,7 +248,6 @@ def write_report(out: Path, cfg, wall_s: float, stages) -> dict:
     rho_text = "undefined (fewer than 3 judges with pairs, or a constant side)" if rho is None else f"{rho:+.2f}"
     rs = results["rejection_sampling"]
     judge_rl_body, jrl_headers, jrl_rows = _judge_rl_section(results["judge_rl"], out) if cfg.judge_rl else ([], [], [])
-    rl_zero_invalid = variants["rl-zero"]["invalid_rate"]
     check_headers = ["judge", "skims", "checks", "sum right", "answer copied right", "flags right (numbers equal)",
                      "flags right (numbers differ)", "verdict follows flags"]
     check_rows = [[name, *(percent(c[k]) if c[k] is not None else "" for k in
@@ -270,8 +268,6 @@ def write_report(out: Path, cfg, wall_s: float, stages) -> dict:
         markdown_table(headers, rows).rstrip(),
         "## The paper's claims on this run",
         markdown_table(claim_headers, claims).rstrip(),
-        f"RL-zero invalid verdicts: {percent(rl_zero_invalid)}% (target <= {percent(INVALID_TARGET)}%: "
-        f"{'met' if results['rl_zero_invalid_within_target'] else 'not met'}).",
         "## How the thinking judges check",
         "Each line of every held-out judgment scored against the truth (`libra/mini/thinking_check.py`): skims and "
         "checks as % of judgments; the rest as % of checking judgments: the recomputed sum against a + b, the "

@@ -9,9 +9,8 @@ column by column, compares its sum with the response's final answer, then gives 
     2+9+0=11 write 1 carry 1
     8+3+1=12 write 2 carry 1
     4+7+1=12 write 12
-    sum 1221
-    answer 1211
-    same 1100
+    sum 1 2 2 1
+    answer 1=2=1x1x
     </think>
     Wrong. [[score=0]]
 

@@ -20,6 +20,7 @@ from libra.mini.arith import (
     make_problems,
     near_miss,
     parse_question,
+    running_flags,
     respond,
     worked_solution,
     written_steps,
@@ -149,16 +150,17 @@ def test_respond_is_deterministic_given_the_generator():
 
 def test_compare_lines_pads_and_flags_each_digit_so_far():
     lines, same = compare_lines("132", "123", 3)
-    assert lines == ["sum 132", "answer 123", "same 100"] and not same
-    # A running check: after the first difference every flag is 0, equal digits included.
-    assert compare_lines("1324", "1224", 4) == (["sum 1324", "answer 1224", "same 1000"], False)
+    assert lines == ["sum 1 3 2", "answer 1=2x3x"] and not same
+    # A running check: after the first difference every flag is x, equal digits included.
+    assert compare_lines("1324", "1224", 4) == (["sum 1 3 2 4", "answer 1=2x2x4x"], False)
     lines, same = compare_lines("87", "087", 3)
-    assert lines == ["sum 087", "answer 087", "same 111"] and same
+    assert lines == ["sum 0 8 7", "answer 0=8=7="] and same
     # An answer longer than the width widens both sides; a non-number never matches.
-    assert compare_lines("87", "1870", 3) == (["sum 0087", "answer 1870", "same 0000"], False)
-    assert compare_lines("87", "1087", 3) == (["sum 0087", "answer 1087", "same 0000"], False)
-    assert compare_lines("87", "8 7", 3) == (["sum 087", "answer 8 7", "same 000"], False)
-    assert compare_lines("87", None, 3)[0][1] == "answer none"
+    assert compare_lines("87", "1870", 3) == (["sum 0 0 8 7", "answer 1x8x7x0x"], False)
+    assert compare_lines("87", "1087", 3) == (["sum 0 0 8 7", "answer 1x0x8x7x"], False)
+    assert compare_lines("87", "8 7", 3) == (["sum 0 8 7", "answer 8 7 x"], False)
+    assert compare_lines("87", None, 3) == (["sum 0 8 7", "answer none x"], False)
+    assert running_flags("050", "050") == "===" and running_flags("050", "051") == "==x"
 
 
 @pytest.fixture(scope="module")
@@ -172,15 +174,18 @@ def tokenizer_for_layout():
     return train_tokenizer(texts, vocab_size=384, split_digits=True)
 
 
-def test_compare_lines_put_each_digit_one_line_length_after_the_last(tokenizer_for_layout):
-    """The layout's point: digit k of the answer and flag k sit at fixed token distances from digit k of
-    the sum, whatever k (checked on the tokens a Mini tokenizer makes of it)."""
-    ids = tokenizer_for_layout("\n".join(compare_lines("132", "123", 3)[0]) + "\n")["input_ids"]
+@pytest.mark.parametrize("ours, theirs", [("132", "123"), ("1324", "1224"), ("087", "087")])
+def test_compare_lines_put_each_flag_one_lookup_away(tokenizer_for_layout, ours, theirs):
+    """The layout's point, on the tokens a Mini tokenizer makes of it: flag k is the token right after digit
+    k of the answer, and digit k of the sum sits the same distance before that digit whatever k."""
+    ids = tokenizer_for_layout("\n".join(compare_lines(ours, theirs, len(ours))[0]) + "\n")["input_ids"]
     tokens = [tokenizer_for_layout.decode([t]) for t in ids]
     digits = [i for i, t in enumerate(tokens) if t.isdigit()]
-    assert len(digits) == 9  # one token per digit
-    line = digits[3] - digits[0]
-    assert all(digits[k + 3] - digits[k] == line for k in range(6))
+    width = len(ours)
+    assert len(digits) == 2 * width  # one token per digit
+    sums, answers = digits[:width], digits[width:]
+    assert len({a - s for s, a in zip(sums, answers)}) == 1
+    assert [tokens[a + 1] for a in answers] == list(running_flags(ours, theirs))
 
 
 @pytest.mark.parametrize("seed", range(5))

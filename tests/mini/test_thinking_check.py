@@ -15,8 +15,8 @@ WRONG = "6+4+0=10 write 0 carry 1\n3+1+0=4 write 4\nSo the answer is \\boxed{40}
 
 
 def test_running_flags():
-    assert running_flags("050", "050") == "111" and running_flags("050", "040") == "100"
-    assert running_flags("132", "123") == "100" and running_flags("050", "051") == "110"
+    assert running_flags("050", "050") == "===" and running_flags("050", "040") == "=xx"
+    assert running_flags("132", "123") == "=xx" and running_flags("050", "051") == "==x"
 
 
 def test_teacher_judgments_score_as_what_they_are():
@@ -30,14 +30,18 @@ def test_teacher_judgments_score_as_what_they_are():
     assert slipped["sum_right"] is False and slipped["flags_right"] and slipped["differ"]  # flags read its own sum
     assert score_judgment(skim_text(RIGHT), Q, RIGHT, verdict=True) == {"kind": "skim"}
     assert score_judgment("[[score=4]]", Q, RIGHT, verdict=True) == {"kind": "other"}
+    # No answer to copy: written as "none" and flagged x, which a "wrong" verdict follows.
+    missing = score_judgment(judge_text(Q, "I am not sure.", slip=False, rng=rng), Q, "I am not sure.", verdict=False)
+    assert missing["answer_right"] is False and missing["differ"] and missing["verdict_follows_flags"]
+    assert missing["flags_right"] is False  # the flags are read only against a copied number
 
 
 def test_corrupted_lines_are_caught():
     text = judge_text(Q, WRONG, slip=False, rng=random.Random(0))
-    assert "sum 050\nanswer 040\nsame 100\n" in text
-    flags = score_judgment(text.replace("same 100", "same 111"), Q, WRONG, verdict=False)
-    assert flags["flags_right"] is False and flags["verdict_follows_flags"] is False  # 111 would say correct
-    copy = score_judgment(text.replace("answer 040\nsame 100", "answer 041\nsame 100"), Q, WRONG, verdict=False)
+    assert "sum 0 5 0\nanswer 0=4x0x\n" in text
+    flags = score_judgment(text.replace("0=4x0x", "0=4=0="), Q, WRONG, verdict=False)
+    assert flags["flags_right"] is False and flags["verdict_follows_flags"] is False  # all = would say correct
+    copy = score_judgment(text.replace("0=4x0x", "0=4x1x"), Q, WRONG, verdict=False)
     assert copy["answer_right"] is False and copy["flags_right"] is True
     assert score_judgment(text, Q, WRONG, verdict=None)["verdict_follows_flags"] is False  # no verdict
 
@@ -50,7 +54,7 @@ def test_check_eval_shares(tmp_path):
     rng = random.Random(0)
     right_check = judge_text(Q, RIGHT, slip=False, rng=rng)
     wrong_check = judge_text(Q, WRONG, slip=False, rng=rng)
-    flipped = wrong_check.replace("same 100", "same 111")
+    flipped = wrong_check.replace("0=4x0x", "0=4=0=")
     gens = [{"id": "bench/r#abc", "samples": [{"text": right_check}, {"text": skim_text(RIGHT)}]},
             {"id": "bench/w#def", "samples": [{"text": wrong_check}, {"text": flipped}]}]
     preds = [{"id": i, "sample": k, "pred": p, "valid": True}
@@ -64,4 +68,4 @@ def test_check_eval_shares(tmp_path):
     assert got["sum_right"] == 1.0 and got["answer_right"] == 1.0
     assert got["checks_equal"] == 1 and got["flags_right_equal"] == 1.0
     assert got["checks_differ"] == 2 and got["flags_right_differ"] == 0.5
-    assert got["verdict_follows_flags"] == pytest.approx(1.0)  # the corrupted 111 was followed by "correct"
+    assert got["verdict_follows_flags"] == pytest.approx(1.0)  # the corrupted all-= flags were followed by "correct"
