@@ -142,8 +142,8 @@ class TrainSession:
     def __enter__(self) -> "TrainSession":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(clean=exc_type is None)
 
     @property
     def done(self) -> bool:
@@ -212,9 +212,10 @@ class TrainSession:
             exported = export_hf(self.model, self.out / "final", self.cfg.model.path, self.world)
         return exported
 
-    def close(self) -> None:
-        """Close the logger and leave the process group (also after an error: use ``with``)."""
+    def close(self, clean: bool = True) -> None:
+        """Close the logger and leave the process group (also after an error: use ``with``, which passes
+        ``clean=False`` then, so a failed rank does not wait for peers that may never come)."""
         logger = getattr(self, "logger", None)
         if logger is not None:
             logger.close()
-        shutdown()
+        shutdown(barrier=clean)
