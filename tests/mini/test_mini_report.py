@@ -86,12 +86,14 @@ def _results(claims, invalid=0.05, judges=None, rho=0.5):
     """A results dict as ``collect`` writes it, with only what ``targets`` reads."""
     accuracy = {"base": 0.1, "direct-sft": 0.5, "thinking-sft": 0.6, "rl-zero": 0.55, "sft-rl": 0.7, "teacher": 0.65}
     margins = {(better, worse): target for better, worse, _, target in CLAIMS}
+    judges = judges or {}
     return {"claims": [{"better": b, "worse": w, "difference": d, "ci95": list(ci), "target_points": margins[(b, w)]}
                        for (b, w), (d, ci) in claims.items()],
             "variants": {n: {"accuracy": a, "invalid_rate": invalid if n == "rl-zero" else 0.0}
                          for n, a in accuracy.items()},
-            "downstream": {"untrained_pass_at_1": 0.40, "judges": judges or {},
-                           "spearman_bench_accuracy_vs_pass_at_1": rho}}
+            "downstream": {"untrained_pass_at_1": 0.40, "judges": judges,
+                           "spearman_bench_accuracy_vs_pass_at_1": rho,
+                           "spearman_judges": [n for n, j in judges.items() if n in accuracy and "pass_at_1" in j]}}
 
 
 def test_targets_state_each_measured_number_and_whether_it_is_met():
