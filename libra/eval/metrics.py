@@ -149,6 +149,25 @@ def paired_difference_ci(a: Mapping[str, float], b: Mapping[str, float], n: int 
     return float(low), float(high)
 
 
+def stratified_paired_ci(strata: Sequence[tuple[Mapping[str, float], Mapping[str, float]]], n: int = 2000,
+                         seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+    """``paired_difference_ci`` pooled over several independent sets (runs with other seeds, each on its own
+    rows): every set's items are resampled within that set, so each keeps its size in every replicate, and
+    the statistic is the mean difference over all items together."""
+    if not strata:
+        raise ValueError("need at least one stratum")
+    diffs = []
+    for a, b in strata:
+        if set(a) != set(b) or not a:
+            raise ValueError(f"need the same non-empty keys on both sides, got {len(a)} and {len(b)} keys")
+        diffs.append(np.array([float(a[k]) - float(b[k]) for k in sorted(a)]))
+    rng = np.random.default_rng(seed)
+    total = sum(len(d) for d in diffs)
+    sums = sum(d[rng.integers(0, len(d), size=(n, len(d)))].sum(axis=1) for d in diffs)
+    low, high = np.quantile(sums / total, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
 def accuracy_at_thresholds(
     scores: Sequence[int | None], labels: Sequence[bool], thresholds: Iterable[int] = (1, 2, 3, 4)
 ) -> dict[int, float]:

@@ -183,41 +183,38 @@ def _miscopy(answer: str, rng: random.Random) -> str:
     return answer[:i] + answer[i + 1 :]
 
 
-AGREE, DIFFER = "=", "x"  # the running flags of ``compare_lines``
+AGREE, DIFFER = "=", "x"  # the flags of ``compare_lines``
 
 
 def compare_lines(ours: str, theirs: str | None, width: int) -> tuple[list[str], bool]:
     """Two answers compared digit by digit, the way a small model can: both right-aligned to the same
-    ``width`` (zero-padded), the sum's digits spaced out, and the answer's digits each followed by a running
-    flag, ``=`` while the answers agree so far and ``x`` from the first difference on::
+    ``width`` (zero-padded) and written as one line of digit pairs, each pair (our digit, then theirs)
+    followed by its flag, ``=`` where the two digits are equal and ``x`` where they differ; the answers
+    match when no flag is ``x``::
 
-        sum 1 3 2
-        answer 1=2x3x
+        check 11= 32x 23x
 
-    Why this layout: a flag is predicted at the token of the answer digit it follows, so it needs that
-    token, the flag before it (the running check, like a carry: the token before) and one lookup, digit
-    ``k`` of the sum, which the spacing puts exactly one sum line back whatever ``k``. The verdict reads one
-    token, the last flag. Trained alone on 8,000 comparison instructions (3 epochs), a 2-layer model got
-    this layout's flags right on 99% of equal and 95% of unequal pairs; a separate flags line under both
-    numbers (two lookups per flag, ``same 100``) on 80% and 57%, and one line per digit pair, whose lookups
-    move with the position, on about half. ``theirs`` that is not a digit string is written as given,
-    followed by one ``x``. Returns the lines and whether the answers are the same number."""
+    Why this layout: a flag is predicted at the token of the digit it follows, and all it needs is that
+    digit and the one just before it; nothing is looked up at a distance, so the check learnt on short
+    comparison instructions carries into a long judging prompt, and each pair is a lesson in equality of
+    its own (a running flag, ``x`` from the first difference on, carries none after that difference). The
+    digits themselves are copied (ours from the column lines, theirs from the response), which small models
+    do well. Trained alone on 2,000 comparison instructions (5 epochs, two seeds), a 2-layer model got
+    96.5% of verdicts right with these flags and 82% with running ones; with the compared digits on two
+    lines (``sum 1 3 2`` / ``answer 1=2x3x``, each flag a fixed-distance lookup) a 2-layer judge's flags
+    stayed at chance on the bench. ``theirs`` that is not a digit string is written as given, followed by
+    one ``x``. Returns the lines and whether the answers are the same number."""
     if theirs is None or not theirs.isdigit():
         shown = "none" if theirs is None else " ".join(theirs.split())
-        return [f"sum {' '.join(ours.zfill(width))}", f"answer {shown} {DIFFER}"], False
+        return [f"check {ours.zfill(width)} {shown} {DIFFER}"], False
     width = max(width, len(ours), len(theirs))
     a, b = ours.zfill(width), theirs.zfill(width)
-    flags = running_flags(a, b)
-    return [f"sum {' '.join(a)}", "answer " + "".join(d + f for d, f in zip(b, flags))], a == b
+    return ["check " + " ".join(x + y + f for x, y, f in zip(a, b, pair_flags(a, b)))], a == b
 
 
-def running_flags(ours: str, theirs: str) -> str:
-    """The flags of ``compare_lines`` for two equal-width digit strings: ``=`` while they agree so far."""
-    flags, agree = [], True
-    for x, y in zip(ours, theirs):
-        agree = agree and x == y
-        flags.append(AGREE if agree else DIFFER)
-    return "".join(flags)
+def pair_flags(ours: str, theirs: str) -> str:
+    """The flags of ``compare_lines`` for two equal-width digit strings: ``=`` for each equal digit pair."""
+    return "".join(AGREE if x == y else DIFFER for x, y in zip(ours, theirs))
 
 
 def answer_width(a: int, b: int) -> int:
@@ -282,6 +279,20 @@ def near_miss(answer: str, rng: random.Random) -> str:
     if rng.random() < 0.5 or not nearby:
         return _miscopy(answer, rng)
     return str(rng.choice(nearby))
+
+
+def digit_variant(answer: str, width: int, rng: random.Random) -> str:
+    """A number that first differs from ``answer`` (zero-padded to ``width``) at a position drawn uniformly,
+    the digits after it kept or redrawn: comparison practice with differences in every column, which
+    ``near_miss`` (most wrong answers differ in the tens) does not give. No leading zeros in the result."""
+    padded = answer.zfill(width)
+    k = rng.randrange(width)
+    digits = list(padded)
+    digits[k] = rng.choice([d for d in "0123456789" if d != padded[k]])
+    for j in range(k + 1, width):
+        if rng.random() < 0.3:
+            digits[j] = rng.choice("0123456789")
+    return str(int("".join(digits)))
 
 
 def _digits(n: int) -> list[int]:

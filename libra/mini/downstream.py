@@ -4,10 +4,12 @@
       -> each judge labels every solution with its own prompt (greedy)
       -> ``libra.data.pairs.build_pairs``: per problem, one solution judged correct with one judged wrong,
          as many pairs as the smaller count
-      -> DPO from the same policy on each judge's pairs (beta 0.01, the paper's), plus gold-labelled pairs
-         (the upper bound: a perfect judge)
+      -> DPO from the same policy on each judge's pairs (beta 0.01, the paper's, plus the chosen responses'
+         NLL: ``MiniConfig.dpo_nll``), and on gold-labelled pairs (the upper bound: a perfect judge)
       -> pass@1 of every resulting policy, and of the untrained one, on a second held-out problem set:
          ``policy_samples`` sampled solutions per problem, each checked with ``verify_answer``
+    -> best-of-n without training: each judge labels the untrained policy's n test samples and picks one it
+       judged correct (``best_of_n``), the other way a reward model is used, at inference time
 
 All policies are sampled with the same seeds (common random numbers), so the paired bootstrap over
 problems compares them on the same draws. Results go to ``downstream.json`` in the stage folder.
@@ -73,6 +75,23 @@ def pass_at_1_on_test(cfg, policies: dict[str, Path], data: Path, folder: Path, 
     return test, scores
 
 
+def best_of_n(samples: list[dict], predictions: Path) -> dict[str, float]:
+    """Per problem, the expected correctness of the sample a judge picks from its n: one drawn uniformly
+    from those it judged correct, or from all n when it judged none correct (an invalid verdict counts as
+    not correct). The expectation over that draw is computed exactly (the mean label of the candidates),
+    so the score has no tie-breaking noise; a judge that says "correct" to everything scores the policy's
+    own pass@1, a perfect one the share of problems with any right sample."""
+    judged = {p["id"]: bool(p["pred"]) for p in read_rows(predictions) if p["valid"]}
+    by_problem: dict[str, list[dict]] = {}
+    for r in samples:
+        by_problem.setdefault(r["problem_id"], []).append(r)
+    scores = {}
+    for pid, rows in sorted(by_problem.items()):
+        picked = [r for r in rows if judged.get(r["id"], False)] or rows
+        scores[pid] = float(np.mean([r["label"] for r in picked]))
+    return scores
+
+
 def _pairs_for(name: str, solutions: list[dict], samples: Path, predictions: Path | None, folder: Path
                ) -> tuple[Path, int]:
     """The judge's DPO pairs (gold: pairs from the labels), with the prompt the policy was trained on;
@@ -89,10 +108,18 @@ def _pairs_for(name: str, solutions: list[dict], samples: Path, predictions: Pat
 def _dpo(cfg, policy: Path, pairs: Path, count: int, out: Path) -> Path:
     batch = min(16, count)  # a judge that finds few pairs still trains, on smaller batches
     train_in_process("dpo", f"model.path={policy}", f"data.train={pairs}", f"data.epochs={cfg.dpo_epochs}",
-                     "data.max_seq_len=256", "beta=0.01", f"optim.lr={cfg.dpo_lr}", f"optim.min_lr={cfg.dpo_lr / 10}",
+                     "data.max_seq_len=256", "beta=0.01", f"nll_coef={cfg.dpo_nll}", f"optim.lr={cfg.dpo_lr}",
+                     f"optim.min_lr={cfg.dpo_lr / 10}",
                      f"run.global_batch_size={batch}", f"run.micro_batch_size={batch}", f"run.seed={cfg.seed}",
                      f"run.out={out}", "run.tensorboard=false")
     return out / "final"
+
+
+def _gold_predictions(rows: list[dict], folder: Path) -> Path:
+    """The gold labels written as a judge's predictions (the perfect judge of best-of-n)."""
+    path = folder / "predictions.jsonl"
+    write_jsonl(path, [{"id": r["id"], "valid": True, "pred": r["label"], "label": r["label"]} for r in rows])
+    return path
 
 
 def downstream(cfg, judges: dict[str, Path], policy: Path, data: Path, folder: Path, engines) -> None:
@@ -116,6 +143,14 @@ def downstream(cfg, judges: dict[str, Path], policy: Path, data: Path, folder: P
         if info["pairs"]:
             policies[name] = _dpo(cfg, policy, pair_files[name], info["pairs"], folder / "dpo" / name)
     test, scores = pass_at_1_on_test(cfg, policies, data, folder, engines)
+    test_samples = folder / "pass1" / f"{UNTRAINED}.jsonl"
+    untrained_rows = read_rows(test_samples)
+    picks = {}
+    for name, path in judges.items():
+        out = folder / "best_of_n" / name
+        judge_bench(engines.use(path), path, test_samples, template_of(name), cfg.max_judgment_tokens, out)
+        picks[name] = best_of_n(untrained_rows, out / "predictions.jsonl")
+    picks[GOLD] = best_of_n(untrained_rows, _gold_predictions(untrained_rows, folder / "best_of_n" / GOLD))
     results = {"policy_samples": cfg.policy_samples, "labelled_solutions": len(solutions),
                "labelled_accuracy_of_policy": float(np.mean([r["label"] for r in solutions])),
                "test_problems": len(test), "judges": {}}
@@ -124,6 +159,10 @@ def downstream(cfg, judges: dict[str, Path], policy: Path, data: Path, folder: P
         if name in scores:
             low, high = paired_difference_ci(scores[name], scores[UNTRAINED])
             entry.update(pass_at_1=float(np.mean(list(scores[name].values()))), vs_untrained_ci95=[low, high])
+        low, high = paired_difference_ci(picks[name], scores[UNTRAINED])
+        entry.update(best_of_n=float(np.mean(list(picks[name].values()))), best_of_n_vs_untrained_ci95=[low, high])
         results["judges"][name] = entry
     results["untrained_pass_at_1"] = float(np.mean(list(scores[UNTRAINED].values())))
+    # Per-problem scores, so that runs with other seeds can be pooled (``libra reproduce``).
+    results["per_problem"] = {"pass_at_1": scores, "best_of_n": picks}
     write_json(folder / "downstream.json", results)

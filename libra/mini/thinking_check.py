@@ -2,11 +2,12 @@
 
 A checking judgment (``teacher.judge_text``) has three parts that can each be checked exactly: the sum it
 recomputed (against ``a + b``), its copy of the response's final answer (against the response), and the
-running flags written after each digit of that copy (against the flags of the two numbers it wrote itself,
-``arith.compare_lines``); its verdict either follows its flags or not. A skimming judgment checks nothing. Accuracy alone cannot say which of
-these limits a judge, and so whether RL can move it: a judge whose flags ignore the digits can only trade
-false negatives for false positives. Read from an evaluation's ``generations.jsonl`` and
-``predictions.jsonl`` (``libra eval libra-bench`` writes both), so it runs on any run after the fact.
+flags written after each pair of digits (against the flags of the two numbers it wrote itself,
+``arith.compare_lines``); its verdict either follows its flags or not. A skimming judgment checks nothing.
+Accuracy alone cannot say which of these limits a judge, and so whether RL can move it: a judge whose flags
+ignore the digits can only trade false negatives for false positives. Read from an evaluation's
+``generations.jsonl`` and ``predictions.jsonl`` (``libra eval libra-bench`` writes both), so it runs on any
+run after the fact.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import json
 import re
 from pathlib import Path
 
-from libra.mini.arith import AGREE, parse_question, running_flags
+from libra.mini.arith import DIFFER, pair_flags, parse_question
 from libra.mini.teacher import SKIM_LINE
 from libra.verify import extract_answer
 
-# The last two lines of a checking judgment's thinking (see ``arith.compare_lines``). Model output is
-# untrusted: bounded digit runs, no backtracking across lines.
-_CHECK = re.compile(r"\nsum ((?:\d ){0,11}\d)\nanswer ([^\n]{0,40})\n")
-_FLAGGED = re.compile(r"(?:\d[=x]){1,12}")  # an answer copied digit by digit, each digit followed by its flag
+# The last line of a checking judgment's thinking (see ``arith.compare_lines``). Model output is
+# untrusted: bounded repetitions, no backtracking across lines.
+_CHECK = re.compile(r"\ncheck ([^\n]{0,60})\n")
+_PAIRS = re.compile(r"\d\d[=x](?: \d\d[=x]){0,11}")  # digit pairs, each followed by its flag
 
 
 def score_judgment(text: str, question: str, response: str, verdict: bool | None) -> dict:
@@ -35,16 +36,20 @@ def score_judgment(text: str, question: str, response: str, verdict: bool | None
     if match is None:
         return {"kind": "other"}
     a, b = parse_question(question)
-    ours, copied = match[1].replace(" ", ""), match[2]
-    flagged = _FLAGGED.fullmatch(copied) is not None
-    # A non-number answer is written as given and followed by one flag (``compare_lines``).
-    theirs, flags = (copied[0::2], copied[1::2]) if flagged else (copied[:-1].rstrip(), copied[-1:])
+    line = match[1]
+    paired = _PAIRS.fullmatch(line) is not None
+    if paired:
+        pairs = line.split()
+        ours, theirs, flags = ("".join(p[i] for p in pairs) for i in range(3))
+    else:  # a non-number answer: "<our digits> <their text> x" (``compare_lines``)
+        ours, _, rest = line.partition(" ")
+        theirs, flags = rest[:-1].rstrip(), rest[-1:]
     shown = extract_answer(response)
-    return {"kind": "check", "sum_right": int(ours) == a + b,
-            "answer_right": shown is not None and flagged and shown.isdigit() and int(theirs) == int(shown),
+    return {"kind": "check", "sum_right": ours.isdigit() and int(ours) == a + b,
+            "answer_right": shown is not None and paired and shown.isdigit() and int(theirs) == int(shown),
             "differ": ours != theirs,
-            "flags_right": flagged and len(theirs) == len(ours) and flags == running_flags(ours, theirs),
-            "verdict_follows_flags": verdict is not None and verdict == (set(flags) == {AGREE})}
+            "flags_right": paired and flags == pair_flags(ours, theirs),
+            "verdict_follows_flags": verdict is not None and verdict == (DIFFER not in flags)}
 
 
 def check_eval(folder: Path, bench: Path) -> dict:

@@ -45,6 +45,10 @@ class DPOConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DPODataConfig = field(default_factory=DPODataConfig)
     beta: float = 0.01
+    # Weight of the chosen response's mean token NLL added to the DPO loss (RPO: Pang et al. 2024, iterative
+    # reasoning preference optimisation). Plain DPO can lower the chosen responses' likelihood along with the
+    # rejected ones'; the NLL term holds it up. 0 is the paper's DPO.
+    nll_coef: float = 0.0
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-6, schedule="cosine", min_lr=1e-7))
     run: RunConfig = field(default_factory=lambda: RunConfig(out="runs/dpo", micro_batch_size=2))
 
@@ -71,13 +75,16 @@ def load_pairs(path: str, tokenizer, max_len: int, skip_bad: SkipCounter | None)
     return pairs
 
 
-def _sequence_logps(session: TrainSession, model, examples: list[Example] | None, grad: bool) -> torch.Tensor:
-    """Sum of response-token log-probs per example (one example per row; None: the idle-rank pass)."""
+def _sequence_logps(session: TrainSession, model, examples: list[Example] | None, grad: bool,
+                    with_counts: bool = False):
+    """Sum of response-token log-probs per example (one example per row; None: the idle-rank pass), and with
+    ``with_counts`` the number of response tokens of each."""
     x = session.batch([[e] for e in examples] if examples else None)
     with torch.set_grad_enabled(grad):
         logp = model(x["input_ids"], lambda h, w, b: lk.linear_token_logprobs(h, w, x["targets"], bias=b),
                      attention_mask=x["attention_mask"], position_ids=x["position_ids"])
-    return (logp * x["loss_mask"]).sum(-1)
+    sums = (logp * x["loss_mask"]).sum(-1)
+    return (sums, x["loss_mask"].sum(-1)) if with_counts else sums
 
 
 def reference_key(cfg: DPOConfig, pairs) -> str:
@@ -143,25 +150,33 @@ def train_dpo(cfg: DPOConfig) -> None:
             t0 = time.perf_counter()
             chosen_idx = step_indices(session.step, len(pairs), batch, cfg.run.seed)[world.rank::world.world_size]
             n = session.passes(-(-len(chosen_idx) // micro))
-            sums = torch.zeros(4, dtype=torch.float64)  # loss, margin, accuracy, chosen reward
+            # loss, margin, accuracy, chosen reward, chosen and rejected log-prob change from the reference, NLL
+            sums = torch.zeros(7, dtype=torch.float64)
             for i in range(n):
                 session.sync_gradients(i == n - 1)
                 idx = chosen_idx[i * micro:(i + 1) * micro]
                 rows = [e for j in idx for e in pairs[j]] or [Example([session.pad], [0])] * 2  # idle: 1 pair
-                logps = _sequence_logps(session, model, rows, grad=True).view(-1, 2)
+                logps, counts = _sequence_logps(session, model, rows, grad=True, with_counts=True)
+                logps, counts = logps.view(-1, 2), counts.view(-1, 2)
                 ref_t = torch.tensor([ref[j] for j in idx] or [(0.0, 0.0)], device=world.device)
-                rewards = cfg.beta * (logps - ref_t)
+                change = logps - ref_t
+                rewards = cfg.beta * change
                 margin = rewards[:, 0] - rewards[:, 1]
-                losses = -F.logsigmoid(margin) * (1.0 if idx else 0.0)
+                nll = -logps[:, 0] / counts[:, 0].clamp(min=1)
+                losses = (-F.logsigmoid(margin) + cfg.nll_coef * nll) * (1.0 if idx else 0.0)
                 (losses.sum() * world.world_size / batch).backward()
                 if idx:
-                    losses, margin, rewards = losses.detach(), margin.detach(), rewards.detach()
+                    losses, margin, rewards, change = (t.detach() for t in (losses, margin, rewards, change))
                     sums += torch.tensor([float(losses.sum()), float(margin.sum()), float((margin > 0).sum()),
-                                          float(rewards[:, 0].sum())], dtype=torch.float64)
+                                          float(rewards[:, 0].sum()), float(change[:, 0].sum()),
+                                          float(change[:, 1].sum()), float(nll.detach().sum())], dtype=torch.float64)
             stats = session.optimizer_step()
-            loss, margin, acc, chosen = session.global_sum(*sums.tolist())
+            loss, margin, acc, chosen, chosen_change, rejected_change, nll = session.global_sum(*sums.tolist())
             session.logger.log(session.step, {"loss": loss / batch, "margin": margin / batch,
-                                              "pair_accuracy": acc / batch, "chosen_reward": chosen / batch, **stats,
+                                              "pair_accuracy": acc / batch, "chosen_reward": chosen / batch,
+                                              "chosen_logp_change": chosen_change / batch,
+                                              "rejected_logp_change": rejected_change / batch,
+                                              "chosen_nll": nll / batch, **stats,
                                               "time_step": time.perf_counter() - t0})
             session.maybe_save({"pairs": len(pairs)})
         session.finish({"pairs": len(pairs)})

@@ -14,13 +14,14 @@ from libra.mini.arith import (
     answer_width,
     carry_columns,
     compare_lines,
+    digit_variant,
     comparison_instruction,
     extraction_instruction,
     property_instruction,
     make_problems,
     near_miss,
     parse_question,
-    running_flags,
+    pair_flags,
     respond,
     worked_solution,
     written_steps,
@@ -148,19 +149,19 @@ def test_respond_is_deterministic_given_the_generator():
     assert len(set(first)) > 3
 
 
-def test_compare_lines_pads_and_flags_each_digit_so_far():
+def test_compare_lines_pads_and_flags_each_digit_pair():
     lines, same = compare_lines("132", "123", 3)
-    assert lines == ["sum 1 3 2", "answer 1=2x3x"] and not same
-    # A running check: after the first difference every flag is x, equal digits included.
-    assert compare_lines("1324", "1224", 4) == (["sum 1 3 2 4", "answer 1=2x2x4x"], False)
+    assert lines == ["check 11= 32x 23x"] and not same
+    # Each pair has its own flag: equal digits after a difference are flagged equal; one x means no match.
+    assert compare_lines("1324", "1224", 4) == (["check 11= 32x 22= 44="], False)
     lines, same = compare_lines("87", "087", 3)
-    assert lines == ["sum 0 8 7", "answer 0=8=7="] and same
+    assert lines == ["check 00= 88= 77="] and same
     # An answer longer than the width widens both sides; a non-number never matches.
-    assert compare_lines("87", "1870", 3) == (["sum 0 0 8 7", "answer 1x8x7x0x"], False)
-    assert compare_lines("87", "1087", 3) == (["sum 0 0 8 7", "answer 1x0x8x7x"], False)
-    assert compare_lines("87", "8 7", 3) == (["sum 0 8 7", "answer 8 7 x"], False)
-    assert compare_lines("87", None, 3) == (["sum 0 8 7", "answer none x"], False)
-    assert running_flags("050", "050") == "===" and running_flags("050", "051") == "==x"
+    assert compare_lines("87", "1870", 3) == (["check 01x 08x 87x 70x"], False)
+    assert compare_lines("87", "1087", 3) == (["check 01x 00= 88= 77="], False)
+    assert compare_lines("87", "8 7", 3) == (["check 087 8 7 x"], False)
+    assert compare_lines("87", None, 3) == (["check 087 none x"], False)
+    assert pair_flags("050", "050") == "===" and pair_flags("050", "051") == "==x"
 
 
 @pytest.fixture(scope="module")
@@ -175,17 +176,28 @@ def tokenizer_for_layout():
 
 
 @pytest.mark.parametrize("ours, theirs", [("132", "123"), ("1324", "1224"), ("087", "087")])
-def test_compare_lines_put_each_flag_one_lookup_away(tokenizer_for_layout, ours, theirs):
-    """The layout's point, on the tokens a Mini tokenizer makes of it: flag k is the token right after digit
-    k of the answer, and digit k of the sum sits the same distance before that digit whatever k."""
+def test_compare_lines_put_each_flag_next_to_the_digits_it_compares(tokenizer_for_layout, ours, theirs):
+    """The layout's point, on the tokens a Mini tokenizer makes of it: each pair is two single-digit tokens,
+    ours then theirs, and flag k is the very next token, so a flag reads only its neighbours."""
     ids = tokenizer_for_layout("\n".join(compare_lines(ours, theirs, len(ours))[0]) + "\n")["input_ids"]
     tokens = [tokenizer_for_layout.decode([t]) for t in ids]
     digits = [i for i, t in enumerate(tokens) if t.isdigit()]
-    width = len(ours)
-    assert len(digits) == 2 * width  # one token per digit
-    sums, answers = digits[:width], digits[width:]
-    assert len({a - s for s, a in zip(sums, answers)}) == 1
-    assert [tokens[a + 1] for a in answers] == list(running_flags(ours, theirs))
+    assert len(digits) == 2 * len(ours)  # one token per digit
+    firsts, seconds = digits[0::2], digits[1::2]
+    assert all(b == a + 1 for a, b in zip(firsts, seconds))
+    assert [tokens[a] for a in firsts] == list(ours) and [tokens[b] for b in seconds] == list(theirs)
+    assert [tokens[b + 1] for b in seconds] == list(pair_flags(ours, theirs))
+
+
+def test_digit_variant_differs_first_at_every_position():
+    rng = random.Random(0)
+    firsts = set()
+    for _ in range(300):
+        shown = digit_variant("132", 3, rng)
+        padded = shown.zfill(3)
+        assert shown != "132" and not (len(shown) > 1 and shown[0] == "0")
+        firsts.add(next(k for k in range(3) if padded[k] != "132"[k]))
+    assert firsts == {0, 1, 2}
 
 
 @pytest.mark.parametrize("seed", range(5))

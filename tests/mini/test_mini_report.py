@@ -1,13 +1,14 @@
-"""The statistics behind the report: the paired bootstrap of its "holds" column and the rank correlation
-of the downstream study, each checked against a computation done another way."""
+"""The statistics behind the report: the paired bootstrap of its "status" column (per run, and pooled over
+seeds), the rank correlation of the downstream study and best-of-n, each checked against a computation done
+another way; and the targets a run states for itself."""
 import itertools
 
 import numpy as np
 import pytest
 
-from libra.eval.metrics import paired_difference_ci
-from libra.mini.downstream import pass_at_1
-from libra.mini.report import CLAIMS, _verdict, spearman
+from libra.eval.metrics import paired_difference_ci, stratified_paired_ci
+from libra.mini.downstream import best_of_n, pass_at_1
+from libra.mini.report import CLAIMS, met, spearman, status
 
 
 def test_paired_difference_interval():
@@ -19,8 +20,37 @@ def test_paired_difference_interval():
     slightly = dict(same, **{"1": True})  # one judgment out of 200: no evidence either way
     low, high = paired_difference_ci(slightly, same)
     assert low <= 0 < high
-    assert _verdict(0.005, low, 0.0) == "yes, within noise" and _verdict(0.3, 0.2, 0.0) == "yes"
-    assert _verdict(-0.1, -0.2, 0.0) == "no" and _verdict(0.03, 0.01, 5.0) == "yes, below the 5-point target"
+    assert status(0.005, (low, high), 0.0) == "not shown (CI spans 0)" and status(0.3, (0.2, 0.4), 0.0) == "shown"
+    assert status(-0.1, (-0.2, -0.05), 0.0) == "opposite shown"
+    assert status(0.03, (0.01, 0.05), 5.0) == "shown, below the +5 target"
+    assert met(0.06, (0.01, 0.1), 5.0) and not met(0.04, (0.01, 0.1), 5.0) and not met(0.3, (-0.01, 0.5), 0.0)
+
+
+def test_pooled_interval_resamples_within_each_seed():
+    """Pooled over two seeds of different sizes, the interval is that of the mean over all items; a stratum
+    with no difference narrows it, and a single stratum gives ``paired_difference_ci`` exactly."""
+    a = {str(i): float(i % 2) for i in range(100)}
+    b = {k: 0.0 for k in a}
+    assert stratified_paired_ci([(a, b)]) == pytest.approx(paired_difference_ci(a, b))
+    same = {str(i): 0.5 for i in range(300)}
+    low, high = stratified_paired_ci([(a, b), (same, same)])
+    assert low < 50 / 400 < high and high - low < 0.5 * (paired_difference_ci(a, b)[1] - paired_difference_ci(a, b)[0])
+    with pytest.raises(ValueError, match="same non-empty keys"):
+        stratified_paired_ci([(a, {})])
+
+
+def test_best_of_n_expects_a_uniform_pick_among_the_samples_judged_correct(tmp_path):
+    import json
+
+    samples = [{"id": f"p#{k}", "problem_id": "p", "label": ok} for k, ok in enumerate((True, False, False, True))]
+    samples += [{"id": f"q#{k}", "problem_id": "q", "label": ok} for k, ok in enumerate((False, True))]
+    preds = [{"id": "p#0", "valid": True, "pred": True}, {"id": "p#1", "valid": True, "pred": True},
+             {"id": "p#2", "valid": True, "pred": False}, {"id": "p#3", "valid": False, "pred": None},
+             {"id": "q#0", "valid": True, "pred": False}, {"id": "q#1", "valid": True, "pred": False}]
+    path = tmp_path / "predictions.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in preds))
+    # p: picks among p#0 (right) and p#1 (wrong); q: nothing judged correct, so any of its two samples.
+    assert best_of_n(samples, path) == {"p": 0.5, "q": 0.5}
 
 
 def _spearman_by_pairs(x, y):
@@ -63,7 +93,7 @@ def test_rows_not_judgments_are_paired_when_judges_sample_differently(tmp_path):
     counts its share of right judgments, so the difference is the difference of the two accuracies."""
     import json
 
-    from libra.mini.report import _right
+    from libra.mini.report import right_per_row
 
     def write(variant, rows):
         folder = tmp_path / "eval" / variant
@@ -75,14 +105,14 @@ def test_rows_not_judgments_are_paired_when_judges_sample_differently(tmp_path):
                        for i, preds in (("r1", (True, False)), ("r2", (False, None)), ("r3", (True, True)))
                        for k, pred in enumerate(preds)])
     write("direct", [{"id": i, "sample": 0, "label": labels[i], "pred": True} for i in labels])
-    thinking, direct = _right(tmp_path, "thinking"), _right(tmp_path, "direct")
+    thinking, direct = right_per_row(tmp_path, "thinking"), right_per_row(tmp_path, "direct")
     assert thinking == {"r1": 0.5, "r2": 0.5, "r3": 1.0}  # an invalid verdict (None) is wrong
     assert direct == {"r1": 1.0, "r2": 0.0, "r3": 1.0}
     low, high = paired_difference_ci(thinking, direct)
     assert low <= (4 / 6 - 2 / 3) <= high
 
 
-def _results(claims, invalid=0.05, judges=None, rho=0.5):
+def _results(claims, invalid=0.05, judges=None, rho=0.5, rho_bon=0.9, flags=(0.95, 0.93)):
     """A results dict as ``collect`` writes it, with only what ``targets`` reads."""
     accuracy = {"base": 0.1, "direct-sft": 0.5, "thinking-sft": 0.6, "rl-zero": 0.55, "sft-rl": 0.7, "teacher": 0.65}
     margins = {(better, worse): target for better, worse, _, target in CLAIMS}
@@ -91,37 +121,52 @@ def _results(claims, invalid=0.05, judges=None, rho=0.5):
                        for (b, w), (d, ci) in claims.items()],
             "variants": {n: {"accuracy": a, "invalid_rate": invalid if n == "rl-zero" else 0.0}
                          for n, a in accuracy.items()},
+            "thinking_check": {"thinking-sft": {"flags_right_equal": flags[0], "flags_right_differ": flags[1]}},
             "downstream": {"untrained_pass_at_1": 0.40, "judges": judges,
-                           "spearman_bench_accuracy_vs_pass_at_1": rho,
+                           "spearman_bench_accuracy_vs_pass_at_1": rho, "spearman_bench_accuracy_vs_best_of_n": rho_bon,
                            "spearman_judges": [n for n, j in judges.items() if n in accuracy and "pass_at_1" in j]}}
+
+
+CLAIMS_MEASURED = {("sft-rl", "thinking-sft"): (0.049, (0.01, 0.09)),  # CI above 0 but under the 5-point margin
+                   ("rl-zero", "base"): (0.45, (0.40, 0.50)), ("sft-rl", "rl-zero"): (0.15, (0.08, 0.21)),
+                   ("thinking-sft", "direct-sft"): (0.08, (-0.01, 0.17)),  # above the margin, CI spans 0
+                   ("sft-rl", "teacher"): (0.05, (0.001, 0.1))}
 
 
 def test_targets_state_each_measured_number_and_whether_it_is_met():
     from libra.mini.report import targets
 
-    claims = {("sft-rl", "thinking-sft"): (0.049, (0.01, 0.09)),  # CI above 0 but under the 5-point margin
-              ("rl-zero", "base"): (0.45, (0.40, 0.50)), ("sft-rl", "rl-zero"): (0.15, (0.08, 0.21)),
-              ("thinking-sft", "direct-sft"): (0.03, (-0.01, 0.07)),  # positive, within noise
-              ("sft-rl", "teacher"): (0.05, (0.001, 0.1))}
     # The best judge on the bench is sft-rl (0.7), not the one with the best pass@1 (thinking-sft).
     judges = {"thinking-sft": {"pass_at_1": 0.60, "vs_untrained_ci95": [0.1, 0.3]},
               "sft-rl": {"pass_at_1": 0.42, "vs_untrained_ci95": [-0.01, 0.05]},
               "gold": {"pass_at_1": 0.7, "vs_untrained_ci95": [0.2, 0.4]}, "base": {"pairs": 0}}
-    got = {t["target"]: t for t in targets(_results(claims, judges=judges), wall_s=601.0)}
-    met = {k: t["met"] for k, t in got.items()}
-    assert met == {"sft-rl beats thinking-sft by >= 5 points, CI > 0": False, "rl-zero invalid verdicts <= 10.0%": True,
-                   "rl-zero beats base by >= 10 points, CI > 0": True, "sft-rl beats rl-zero, CI > 0": True,
-                   "thinking-sft beats direct-sft, CI > 0": False, "sft-rl beats teacher, CI > 0": True,
-                   "the best judge's DPO policy beats the untrained policy, CI > 0": False,
-                   "rank correlation of bench accuracy and pass@1 reported": True, "wall time <= 600 s": False}
+    got = {t["target"]: t for t in targets(_results(dict(CLAIMS_MEASURED), judges=judges), 601.0, 600)}
+    assert {k: t["met"] for k, t in got.items()} == {
+        "thinking-sft beats direct-sft by >= 5 points, CI > 0": False,
+        "sft-rl beats thinking-sft by >= 5 points, CI > 0": False, "rl-zero beats base by >= 10 points, CI > 0": True,
+        "rl-zero invalid verdicts <= 10.0%": True, "sft-rl beats rl-zero, CI > 0": True,
+        "sft-rl beats teacher, CI > 0": True,
+        "thinking-sft flags right >= 90% on equal and on differing numbers": True,
+        "DPO on gold-labelled pairs beats the untrained policy, CI > 0": True,
+        "the best judge's DPO policy beats the untrained policy, CI > 0": False,
+        "Spearman(bench accuracy, pass@1 after DPO) >= 0.6": False,
+        "Spearman(bench accuracy, best-of-n pass@1) >= 0.8": True, "wall time <= 600 s": False}
     assert got["sft-rl beats thinking-sft by >= 5 points, CI > 0"]["measured"] == "+4.9 (+1.0 to +9.0)"
     assert got["the best judge's DPO policy beats the untrained policy, CI > 0"]["measured"].startswith("sft-rl: +2.0")
+    assert got["DPO on gold-labelled pairs beats the untrained policy, CI > 0"]["measured"] == "+30.0 (+20.0 to +40.0)"
     assert got["wall time <= 600 s"]["measured"] == "601 s"
 
-    claims[("sft-rl", "thinking-sft")] = (0.05, (0.01, 0.09))
-    none = targets(_results(claims, invalid=0.11, rho=None), wall_s=600.0)
-    met = {t["target"]: t["met"] for t in none}
-    assert met["sft-rl beats thinking-sft by >= 5 points, CI > 0"] and met["wall time <= 600 s"]
-    assert not met["rl-zero invalid verdicts <= 10.0%"]
-    assert not met["rank correlation of bench accuracy and pass@1 reported"]
-    assert [t["measured"] for t in none if "DPO" in t["target"]] == ["no judge produced DPO pairs"]
+
+def test_targets_without_pairs_or_correlation_are_not_met():
+    from libra.mini.report import targets
+
+    claims = {**CLAIMS_MEASURED, ("sft-rl", "thinking-sft"): (0.05, (0.01, 0.09))}
+    none = targets(_results(claims, invalid=0.11, rho=None, flags=(1.0, 0.85), judges={"gold": {"pairs": 0}}), 600.0,
+                   600)
+    met_ = {t["target"]: t["met"] for t in none}
+    assert met_["sft-rl beats thinking-sft by >= 5 points, CI > 0"] and met_["wall time <= 600 s"]
+    assert not met_["rl-zero invalid verdicts <= 10.0%"]
+    assert not met_["Spearman(bench accuracy, pass@1 after DPO) >= 0.6"]
+    assert not met_["thinking-sft flags right >= 90% on equal and on differing numbers"]
+    assert [t["measured"] for t in none if "DPO policy" in t["target"]] == ["no judge produced DPO pairs"]
+    assert [t["measured"] for t in none if "gold" in t["target"]] == ["no pairs"]

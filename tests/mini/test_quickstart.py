@@ -1,5 +1,6 @@
 """``libra quickstart --fast``: every Libra-Mini stage runs through the real CLI, trainer, kernels and vLLM,
-and writes what it promises; a rerun resumes (all stages skipped) and reproduces the report."""
+and writes what it promises; a rerun resumes (all stages skipped) and reproduces the report; ``libra
+reproduce`` over that run and a second seed reuses the first, builds the second from scratch and pools both."""
 import json
 import os
 import subprocess
@@ -13,18 +14,22 @@ STAGES = ("data", "model", "base-sft", "judging-data", "direct-sft", "thinking-s
           "policy-sft", "downstream", "judge-rl")
 
 
-def _quickstart(out, *extra):
+def _libra(*args):
     env = dict(os.environ, OMP_NUM_THREADS="2")
-    done = subprocess.run([sys.executable, "-m", "libra", "quickstart", "--fast", "--out", str(out), *extra],
-                          capture_output=True, text=True, env=env, timeout=1200)
+    done = subprocess.run([sys.executable, "-m", "libra", *args], capture_output=True, text=True, env=env,
+                          timeout=1200)
     assert done.returncode == 0, done.stderr[-4000:]
     return done.stdout
+
+
+def _quickstart(out, *extra):
+    return _libra("quickstart", "--fast", "--out", str(out), *extra)
 
 
 @pytest.mark.slow
 @pytest.mark.vllm
 def test_fast_quickstart_runs_every_stage(tmp_path):
-    out = tmp_path / "mini"
+    out = tmp_path / "reproduce" / "seed-0"
     log = _quickstart(out, "--judge-rl")
     assert all((out / stage / "done").is_file() for stage in STAGES)
     bench = [json.loads(line) for line in (out / "data" / "bench.jsonl").read_text().splitlines()]
@@ -91,17 +96,32 @@ def test_fast_quickstart_runs_every_stage(tmp_path):
     assert "## How the thinking judges check" in report
     # The targets table is the claims and counts above, restated with their verdicts.
     by_target = {t["target"]: t for t in results["targets"]}
-    assert len(by_target) == 9 and f"| wall time <= 600 s | {results['wall_time_s']:.0f} s |" in report
+    assert len(by_target) == 12 and f"| wall time <= 600 s | {results['wall_time_s']:.0f} s |" in report
     assert by_target["rl-zero beats base by >= 10 points, CI > 0"]["met"] == (
         results["claims"][3]["ci95"][0] > 0 and results["claims"][3]["difference"] >= 0.10)
+    for name, judge in down["judges"].items():  # best-of-n: every judge, and the gold labels' upper bound
+        assert 0 <= judge["best_of_n"] <= 1
+    assert down["judges"]["gold"]["best_of_n"] >= max(j["best_of_n"] for j in down["judges"].values()) - 1e-9
     rerun = _quickstart(out, "--judge-rl")
     assert rerun.count("done earlier with the same inputs") == len(STAGES)
     assert json.loads((out / "results.json").read_text())["variants"] == results["variants"]
     timeless = lambda text: [line for line in text.split("Wall time")[0].splitlines() if "wall time" not in line]
     assert timeless((out / "report.md").read_text()) == timeless(report)
-    # Another configuration into the same folder reuses nothing that was built from the old one.
-    other = _quickstart(out, "--seed", "1")  # and without --judge-rl: that stage neither runs nor is reported
-    assert "done earlier" not in other and other.count("inputs changed, rebuilding") == len(STAGES) - 1
-    results = json.loads((out / "results.json").read_text())
-    assert results["config"]["seed"] == 1 and "judge_rl" not in results
-    assert "A judge as the RL reward" not in (out / "report.md").read_text()
+    # Reproduce over seeds 0 and 1: seed 0 is the run above (reused whole), seed 1 shares no stage key with it.
+    log = _libra("reproduce", "--size", "fast", "--seeds", "0", "1", "--judge-rl", "--out", str(out.parent))
+    assert log.count("done earlier with the same inputs") == len(STAGES)
+    other = json.loads((out.parent / "seed-1" / "results.json").read_text())
+    assert other["config"]["seed"] == 1
+    assert set(other["stages"]["keys"].values()).isdisjoint(results["stages"]["keys"].values())
+    pooled = json.loads((out.parent / "results.json").read_text())
+    assert pooled["seeds"] == [0, 1]
+    for name, acc in pooled["accuracy"].items():  # pooled = over both seeds' judgments (rows weigh alike here)
+        assert acc["0"] == results["variants"][name]["accuracy"] and acc["1"] == other["variants"][name]["accuracy"]
+        assert min(acc["0"], acc["1"]) - 1e-9 <= acc["pooled"] <= max(acc["0"], acc["1"]) + 1e-9
+    for claim in pooled["claims"]:
+        p = claim["pooled"]
+        assert p["ci95"][0] - 1e-9 <= p["difference"] <= p["ci95"][1] + 1e-9
+        assert set(claim["seeds"]) == {"0", "1"}
+    assert len(pooled["targets"]) == 12 and all(isinstance(t["met"], bool) for t in pooled["targets"])
+    combined = (out.parent / "report.md").read_text()
+    assert "## The paper's claims" in combined and "## Targets" in combined

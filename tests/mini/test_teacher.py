@@ -17,7 +17,12 @@ from libra.rollout.types import SamplingParams, prompt_token_ids
 from libra.data.rejection import select
 from libra.verify import extract_answer, verify_answer
 
-_MINE = re.compile(r"\nsum ([\d ]+)\nanswer (.+)\n")
+_PAIRS = re.compile(r"\ncheck ((?:\d\d[=x] ?)+)\n")
+
+
+def _mine(text: str) -> int:
+    """The teacher's own sum: the first digit of every pair of its check line."""
+    return int("".join(pair[0] for pair in _PAIRS.search(text)[1].split()))
 
 
 @pytest.fixture(scope="module")
@@ -55,14 +60,14 @@ def test_mini_template_renders_and_is_short():
 def test_judgment_shape():
     text = judge_text("Compute 482 + 739.", "...\nSo the answer is \\boxed{1211}.", slip=False, rng=random.Random(0))
     assert text == ("<think>\nCompute 482 + 739.\n2+9+0=11 write 1 carry 1\n8+3+1=12 write 2 carry 1\n"
-                    "4+7+1=12 write 12\nsum 1 2 2 1\nanswer 1=2=1x1x\n</think>\nWrong. [[score=0]]")
+                    "4+7+1=12 write 12\ncheck 11= 22= 21x 11=\n</think>\nWrong. [[score=0]]")
     right = judge_text("Compute 48 + 39.", "So the answer is \\boxed{87}.", slip=False, rng=random.Random(0))
-    # Both numbers are zero-padded to one digit more than the operands, so every digit pair sits at a fixed offset.
-    assert right.endswith("sum 0 8 7\nanswer 0=8=7=\n</think>\nCorrect. [[score=4]]")
+    # Both numbers are zero-padded to one digit more than the operands, so the pairs line up digit by digit.
+    assert right.endswith("check 00= 88= 77=\n</think>\nCorrect. [[score=4]]")
     short = judge_text("Compute 48 + 39.", "So the answer is \\boxed{7}.", slip=False, rng=random.Random(0))
-    assert "answer 0=0x7x\n" in short and not verdict_label(short)
+    assert "check 00= 80x 77=\n" in short and not verdict_label(short)
     missing = judge_text("Compute 482 + 739.", "I am not sure.", slip=False, rng=random.Random(0))
-    assert "sum 1 2 2 1\nanswer none x\n" in missing and not verdict_label(missing)
+    assert "check 1221 none x\n" in missing and not verdict_label(missing)
     assert (direct_verdict(True), direct_verdict(False)) == ("[[score=4]]", "[[score=0]]")
 
 
@@ -71,7 +76,7 @@ def test_no_slip_verdict_is_the_truth(items):
     for question, response, gold, label in items:
         text = judge_text(question, response, slip=False, rng=random.Random(0))
         assert verdict_label(text) == label
-        assert int(_MINE.search(text)[1].replace(" ", "")) == int(gold)
+        assert _mine(text) == int(gold)
 
 
 def test_slip_flips_the_verdict_only_when_it_changes_the_comparison(items):
@@ -79,7 +84,7 @@ def test_slip_flips_the_verdict_only_when_it_changes_the_comparison(items):
     flips = 0
     for question, response, gold, label in items:
         text = judge_text(question, response, slip=True, rng=rng)
-        mine = int(_MINE.search(text)[1].replace(" ", ""))
+        mine = _mine(text)
         assert mine != int(gold)  # a slip always changes the teacher's own sum ...
         a, b = (int(x) for x in re.findall(r"\d+", question))
         steps = written_steps(a, b)[0]
