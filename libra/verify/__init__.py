@@ -35,7 +35,7 @@ __all__ = ["CHECKER_VERSION", "CheckerUnavailable", "Verdict", "extract_answer",
 
 # Bumped whenever a change can flip a verdict: caches of labels (the V2V builder's) key on it, so a better
 # checker never silently reuses the old one's answers.
-CHECKER_VERSION = "3"
+CHECKER_VERSION = "4"
 
 _SYMBOLIC_TARGET = "libra.verify.symbolic:equivalent"
 # Answers longer than this are not sent to sympy: no real final answer is this long, and parsing one costs

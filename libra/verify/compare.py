@@ -17,6 +17,9 @@ from libra.verify.normalize import as_number, normalize
 # Answers made only of words ("Evelyn", "\text{Monday}", "no solution"): compared case-insensitively.
 _WORDS = re.compile(r"^[A-Za-z][A-Za-z ]*$")
 _CHOICE_LETTER = re.compile(r"^[A-E]$")
+# Longer answers are not read as named values: no real list of named values is this long, and the fast path
+# runs outside the time bound, so a hostile one must not cost a second normalising pass per value.
+_MAX_NAMED_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -76,13 +79,41 @@ def _compare_values(pred: list[str], gold: list[str], ordered: bool) -> tuple[bo
     return None, "symbolic"
 
 
+def _named(answer: str) -> dict[str, str] | None:
+    """The values ``answer`` gives by name (see ``forms.named_values``), each value normalised on its own."""
+    if "=" not in answer or len(answer) > _MAX_NAMED_CHARS:
+        return None
+    named = forms.named_values(normalize(answer, keep_assignment=True))
+    return None if named is None else {name: normalize(value) for name, value in named.items()}
+
+
+def _compare_named(pred: dict[str, str], gold: dict[str, str]) -> Decision | None:
+    """Values given by name against values given by the same names, name by name; None when the names differ.
+
+    Left undecided, the values go to the symbolic step as tuples in the gold's order of names, and only so:
+    the answers whole (``(f(n),g(n))=(n,1)`` against ``f(n)=n,g(n)=1``) are no spellings it can compare.
+    """
+    if set(pred) != set(gold):
+        return None
+    verdicts = [_exact(pred[name], value)[0] for name, value in gold.items()]
+    pred_tuple = "(" + ",".join(pred[name] for name in gold) + ")"
+    gold_tuple = "(" + ",".join(gold.values()) + ")"
+    if all(verdicts):
+        return Decision(True, "same named values", (pred_tuple,), (gold_tuple,))
+    if False in verdicts:
+        return Decision(False, "different named values", (pred_tuple,), (gold_tuple,))
+    return Decision(None, "symbolic (named values in order)", (pred_tuple,), (gold_tuple,))
+
+
 def decide(pred: str, gold: str) -> Decision:
     """The fast path's decision on one extracted prediction against the gold answer.
 
-    Rules, in order: equal normalised forms or exact numbers; an inequality in one variable is compared
-    with interval notation as the set it describes; several values against one are wrong, several against
-    several are compared as a tuple when the gold is one and as sets otherwise; an equation in variables
-    set to zero is no value; an equation's value side (``m+n=33`` -> ``33``) is compared with the gold.
+    Rules, in order: equal normalised forms or exact numbers; values given by name (``x=1,y=2``,
+    ``(x,y)=(1,2)``) against the same names are compared name by name; an inequality in one variable is
+    compared with interval notation as the set it describes; several values against one are wrong, several
+    against several are compared as a tuple when the gold is one and as sets otherwise; an equation in
+    variables set to zero is no value; an equation's value side (``m+n=33`` -> ``33``) is compared with the
+    gold.
     """
     pred_norm, gold_norm = normalize(pred), normalize(gold)
     gold_forms = [gold, gold_norm]
@@ -94,6 +125,11 @@ def decide(pred: str, gold: str) -> Decision:
     verdict, rule = _exact(pred_norm, gold_norm)
     if verdict is not None:
         return settled(verdict, rule)
+
+    pred_named, gold_named = _named(pred), _named(gold)
+    named = _compare_named(pred_named, gold_named) if pred_named and gold_named else None
+    if named is not None:
+        return named
 
     pred_set, gold_set = forms.as_interval(pred_norm), forms.as_interval(gold_norm)
     if (pred_set or gold_set) and (pred_set or forms.unambiguous_interval(pred_norm)) and (

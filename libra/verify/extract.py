@@ -36,16 +36,21 @@ _MAX_JOINER_CHARS = 40
 # Fallback phrases when there is no box, most specific first; the LAST occurrence in the text wins, and on a
 # tie in position (one phrase containing another) the more specific phrase wins.
 _ANSWER_PHRASES = ("the final answer is", "final answer:", "answer is")
-# Words models put between "the answer is" and the answer ("the answer is indeed 6").
-_FILLER = re.compile(r"^(?:(?:indeed|simply|just|definitely|clearly|therefore|thus|actually|then)\b[\s,]*)+", re.I)
+# Words models put between "the answer is" and the answer ("the answer is indeed 6", "is a total of 34 hours").
+_FILLER = re.compile(r"^(?:(?:indeed|simply|just|definitely|clearly|therefore|thus|actually|then|a total of)\b[\s,]*)+",
+                     re.I)
 # A comma that starts a clause after the answer ("5, which is odd"), not the next value of a list ("1, 2, and 3").
 _CLAUSE = re.compile(r",\s+(?!(?:and|or)\b)[a-zA-Z]{2,}")
 
 # Last resort, in the response's closing lines only: a formula or a number ("... so 196 has 9 divisors.").
 _LAST_LINE_CHARS = 1000
 _DANGLING = set("+-*/=^_{([,\\&")
-# What may separate the values of one answer: "$2$ and $-3$", "\boxed{1}, \boxed{2}", "$x=1$ or $x=2$".
-_JOINER = re.compile(r"^[\s$,;&]*(?:(?:and|or|\\q?quad|\\text\{\s*(?:and|or)\s*\})[\s$,;]*)?$")
+# What may separate the values of one answer: "$2$ and $-3$", "\boxed{1}, \boxed{2}", "$x=1$ or $x=2$", and math
+# delimiters with them: "\(\boxed{-1}\) and \(\boxed{-9}\)", two displayed boxes "\]\nand\n\[". Each repeated piece
+# starts with its own character (a backslash only in the delimiter), so the match is linear.
+_DELIMITER = r"\\[()\[\]]"
+_JOINER = re.compile(rf"^(?:[\s$,;&]|{_DELIMITER})*(?:(?:and|or|\\q?quad|\\text\{{\s*(?:and|or)\s*\}})"
+                     rf"(?:[\s$,;]|{_DELIMITER})*)?$")
 _MATH_DELIMITER = re.compile(r"(?<!\\)(?:\$\$|\$|\\\[|\\\]|\\\(|\\\))")
 _MATH_CLOSERS = {"$$": "$$", "$": "$", "\\[": "\\]", "\\(": "\\)"}
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
@@ -69,6 +74,12 @@ _CONTINUING_WORDS = set("is are was were be the a an of to and or by for with th
 _ANSWER_LIKE = re.compile(r"[\d\\]")
 # "(mod 1000)" after a closing number is the modulus, not the answer.
 _MODULUS = re.compile(r"\(\s*mod\s+[^()]{1,20}\)")
+# A closing line in markdown bold from its start: "**Answer: \( \frac{13}{2} \)**", "**Final Answer:** 17". The
+# class excludes "*", so the match is linear.
+_BOLD_START = re.compile(r"^\*\*([^*]+)\*\*")
+# "a total of 34 hours": the number after it is what the sentence states, whatever other numbers it names.
+_TOTAL = re.compile(r"\ba total of\b", re.I)
+_PLAIN_NUMBER = re.compile(r"^-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$")
 
 Span = tuple[int, int, int, int]  # a math segment: start, content start, content end, end
 
@@ -76,8 +87,8 @@ Span = tuple[int, int, int, int]  # a math segment: start, content start, conten
 @dataclass(frozen=True)
 class Extraction:
     """The final answer of a response (``answer``; None when it has none) and ``source``: where it was found
-    ("box", "2 boxes", "answer phrase", "closing math", "closing number") or, with no answer, why not
-    ("truncated thought", "cut off mid-formula", "cut off mid-sentence", "answer stated in words",
+    ("box", "2 boxes", "answer phrase", "closing math", "closing number", "closing total") or, with no answer,
+    why not ("truncated thought", "cut off mid-formula", "cut off mid-sentence", "answer stated in words",
     "no whole answer", "no final answer")."""
 
     answer: str | None
@@ -244,7 +255,8 @@ def _phrase_answer(text: str) -> Extraction | None:
             best_pos, best_phrase = pos, phrase
     if best_pos < 0:
         return None
-    rest = text[best_pos + len(best_phrase):best_pos + len(best_phrase) + 2000].lstrip(" \t:")
+    # "*" too: the phrase is often in markdown bold ("**Final Answer:** 17", "Final Answer: **17**")
+    rest = text[best_pos + len(best_phrase):best_pos + len(best_phrase) + 2000].lstrip(" \t:*")
     rest = _FILLER.sub("", rest.split("\n", 1)[0].strip())
     spans = _math_spans(rest)
     if spans and spans[0][0] == 0:  # "the answer is $1$, $2$ and $3$": every value, not the first
@@ -262,7 +274,7 @@ def _phrase_answer(text: str) -> Extraction | None:
         clause = _CLAUSE.search(rest)  # "5, since 2 + 3 = 5": the answer is 5, not a list
         if clause:
             rest = rest[:clause.start()]
-    answer = rest.strip().rstrip(".$ ").strip()
+    answer = rest.strip().rstrip(".$* ").strip()
     return Extraction(answer, "answer phrase") if answer else None
 
 
@@ -308,18 +320,54 @@ def _stated_in_words(words: list[str]) -> bool:
     return any(word in _NUMBER_WORDS and i > 0 and words[i - 1] in _STATING_WORDS for i, word in enumerate(words))
 
 
+def _total_answer(sentence: str, prose: str, spans: list[Span]) -> Extraction | None:
+    """The number a sentence states as "a total of N" (``prose`` is ``sentence`` with its math blanked out), or
+    None.
+
+    "Jim spends a total of 34 hours on his hobbies in 2 weeks" answers 34, not the last number 2. Only where
+    N is a plain number (or a formula) right after the phrase and the rest of the sentence just qualifies it:
+    "a total of 17 * 2 = 34" or "a total of 34 hours, so each gets 17" go on to another value, and are left
+    to the general rule.
+    """
+    phrases = list(_TOTAL.finditer(prose))  # one sentence of a closing line: at most a kilobyte
+    if not phrases:
+        return None
+    at = phrases[-1].end()
+    while at < len(sentence) and sentence[at].isspace():
+        at += 1
+    span = next((span for span in spans if span[0] == at), None)
+    if span is not None:
+        value, rest = sentence[span[1]:span[2]].strip(), prose[span[3]:]
+        if not (_ANSWER_LIKE.search(value) and _whole(value)):
+            return None
+    else:
+        token = _TOKEN.match(prose, at)
+        value = token.group().rstrip(_TRAILING).lstrip(_LEADING) if token else ""
+        if not _PLAIN_NUMBER.match(value):
+            return None
+        value, rest = value.replace(",", ""), prose[token.end():]
+    for token in rest.split():
+        word = token.strip(_TRAILING + _LEADING + "()").casefold()
+        if word in _STATING_WORDS or token in _OPERATORS or "=" in token:
+            return None
+    return Extraction(value, "closing total")
+
+
 def _sentence_answer(sentence: str, spans: list[Span]) -> Extraction | None:
     """The answer one sentence states (its math ``spans`` given), or None when it has no number or formula.
 
-    The last formula (with the formulas joined to it by "and" / ",") or the last number, whichever comes
-    later, taken whole; a formula that only names something (``$k$``, ``$AB$``) is no answer. A number in a
-    sentence that states a number in words ("there are three ways to choose 2") is no answer: which of the
-    two is meant cannot be told.
+    The number it states as "a total of N" (see ``_total_answer``); else the last formula (with the formulas
+    joined to it by "and" / ",") or the last number, whichever comes later, taken whole; a formula that only
+    names something (``$k$``, ``$AB$``) is no answer. A number in a sentence that states a number in words
+    ("there are three ways to choose 2") is no answer: which of the two is meant cannot be told.
     """
     prose = sentence
     for start, _, _, end in spans:
         prose = prose[:start] + " " * (end - start) + prose[end:]
     prose = _MODULUS.sub(lambda m: " " * len(m.group()), prose)
+    total = _total_answer(sentence, prose, spans)
+    if total is not None:
+        return total
     tokens = list(_TOKEN.finditer(prose))
     words = [token.group().strip(_TRAILING + _LEADING + "()").casefold() for token in tokens]
     if _stated_in_words(words):
@@ -355,12 +403,14 @@ def _closing_answer(text: str) -> Extraction:
     \\( \\frac{3\\sqrt{3}}{4} \\)." even when a sign-off like "I think that's the answer." follows, so the last
     two non-empty lines are read (a displayed formula counts as one line), the later one first. Earlier
     lines are not, so numbers mentioned mid-solution never count, and a line that stops on an operator or
-    an open bracket is a response cut off mid-formula: no answer.
+    an open bracket is a response cut off mid-formula: no answer. A line in bold from its start ("**Answer:
+    \\( \\frac{13}{2} \\)**") is read without the markers, so its closing "**" is no dangling operator.
     """
     tail = text[-_LAST_LINE_CHARS:]
     if len(text) > _LAST_LINE_CHARS:  # start at a line, so the tail does not begin inside a formula
         tail = tail[tail.find("\n") + 1:]
-    lines = [ln.strip() for ln in _flatten_math(tail, _math_spans(tail)).splitlines() if ln.strip()]
+    lines = [_BOLD_START.sub(r"\1", ln.strip()).strip() for ln in _flatten_math(tail, _math_spans(tail)).splitlines()]
+    lines = [ln for ln in lines if ln]
     if not lines:
         return Extraction(None, "no final answer")
     if lines[-1][-1] in _DANGLING:

@@ -18,6 +18,8 @@ _COMMAND = re.compile(r"\\[a-zA-Z]+")
 _LETTER = re.compile(r"[a-zA-Z]")
 # Words that join the values of a list: "2 and 3", "x = 1 or x = 2" (the words survive normalize as letters).
 _LIST_WORDS = re.compile(r"(?<=[\d}).]),?(?:and|or) ?(?=[-\d\\(a-zA-Z])")
+# "and" between named values: "x=1andy=2" ("or" is not: "x=1 or y=2" is no pair of values).
+_AND = re.compile(r"(?<=[\d}).]),?and ?(?=[-\d\\(a-zA-Z])")
 _PLUS_MINUS = "\\pm"
 _RELATION = re.compile(r"(\\le(?![a-zA-Z])|\\ge(?![a-zA-Z])|<|>)")
 _LESS = {"<": ("(", ")"), "\\le": ("[", "]")}  # a < x: open bracket; a \le x: closed
@@ -111,6 +113,30 @@ def tuple_items(text: str) -> list[str] | None:
         return None
     items = split_top(text[1:-1], ",")
     return items if len(items) >= 2 and all(items) and split_top(text, ",") == [text] else None
+
+
+def named_values(text: str) -> dict[str, str] | None:
+    """The values an answer gives by name (``x=1,y=2``, ``(x,y)=(1,2)``, ``(f(n),g(n))=(n,1)``), else None.
+
+    Needs ``normalize``'s output with the assignment kept (``keep_assignment``): at least two names, each a
+    single named quantity (``is_symbol``) given once, each with a value. Named values are compared by name,
+    which their bare values cannot be: ``y=2,x=1`` is ``(x,y)=(1,2)``, and ``x=2,y=1`` is not ``x=1,y=2``
+    although, as sets, their values are the same.
+    """
+    sides = split_top(text, "=")
+    names, given = (tuple_items(sides[0]), tuple_items(sides[1])) if len(sides) == 2 else (None, None)
+    if names and given:
+        if len(names) != len(given):
+            return None
+        pairs = list(zip(names, given))
+    else:
+        pairs = [split_top(part, "=") for part in split_top(_AND.sub(",", text), ",")]
+        if not all(len(pair) == 2 for pair in pairs):
+            return None
+    keys = [name for name, _ in pairs]
+    if len(pairs) < 2 or len(set(keys)) != len(keys) or not all(is_symbol(name) and value for name, value in pairs):
+        return None
+    return dict(pairs)
 
 
 def as_interval(text: str) -> str | None:

@@ -84,7 +84,7 @@ def _canonical_decimal(text: str) -> str:
     return result if result == "0" else sign + result
 
 
-def normalize(answer: str) -> str:
+def normalize(answer: str, *, keep_assignment: bool = False) -> str:
     """Canonical spelling of a final answer, for equality tests and as a cleaner input to math-verify.
 
     Handles ``\\text{}`` and font wrappers, ``\\left``/``\\right``, spacing commands, ``\\dfrac``/``\\tfrac``,
@@ -93,7 +93,7 @@ def normalize(answer: str) -> str:
     multiple-choice letters "(A)" / "A.", redundant decimal zeros, a stray backslash before a number, math
     delimiters left inside the answer, ``<=``/``≤`` spelt ``\\le``, a congruence's modulus, and an answer that
     is one number word. Case is kept (``\\Delta`` is not ``\\delta``); callers compare plain-word answers
-    case-insensitively.
+    case-insensitively. ``keep_assignment`` keeps a leading "x = " (``forms.named_values`` reads the names).
     """
     if len(answer) > _MAX_NORMALIZE_CHARS:
         return answer.strip()
@@ -105,7 +105,8 @@ def normalize(answer: str) -> str:
     choice = _CHOICE.match(text)
     if choice:
         return choice.group(1) or choice.group(2)
-    text = _ASSIGNMENT.sub("", text, count=1)
+    if not keep_assignment:
+        text = _ASSIGNMENT.sub("", text, count=1)
     text = _ORDINAL.sub("", text)
     text = _UNITS.sub(r"\1", text)
     text = _FRAC_SHORT.sub(lambda m: f"\\frac{{{m.group(1).strip('{}')}}}{{{m.group(2).strip('{}')}}}", text)
