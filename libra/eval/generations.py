@@ -22,10 +22,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Container, Mapping, Sequence
 
-from tqdm.auto import tqdm
-
 from libra.data.jsonl import DataError
 from libra.eval.lazy_engine import LazyEngine
+from libra.progress import progress_bar
 from libra.rollout.types import Engine, Prompt, SamplingParams
 
 # The finish reason of the samples of a prompt that did not fit the model's context: nothing was generated.
@@ -119,8 +118,7 @@ def generate_resumable(engine: Engine, requests: Sequence[Request], params: Samp
     keys = [generation_key(r.sample_id, template, params, model) for r in requests]
     todo = [i for i, k in enumerate(keys) if k not in store and requests[i].sample_id not in skip]
     total = len(requests) - sum(r.sample_id in skip for r in requests)
-    bar = tqdm(total=total, initial=total - len(todo), desc="generate", unit="prompt",
-               disable=not progress)
+    bar = progress_bar(total=total, initial=total - len(todo), desc="generate", unit="prompt", disable=not progress)
     for idx in _contiguous_chunks(todo, chunk):
         chunk_params = params if params.seed is None else _with_seed(params, params.seed + idx[0] * params.n)
         gens = engine.generate([requests[i].prompt for i in idx], chunk_params)

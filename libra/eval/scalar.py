@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from libra.data.bench import load_bench
 from libra.data.jsonl import DataError, write_jsonl
@@ -23,6 +22,7 @@ from libra.eval.generations import KeyedStore
 from libra.eval.metrics import best_threshold, subset_report
 from libra.eval.options import add_output_arguments
 from libra.eval.rundir import ResultsTable, content_key, publish, settings, usage_error
+from libra.progress import progress_bar
 from libra.report.markdown import percent
 from libra.models.checks import check_model_dir, weights_fingerprint
 
@@ -109,7 +109,7 @@ def score_rows(rows: Sequence[dict], scorer_factory, store: ScoreStore, *, model
     keys = [score_key(r, model, logit_index) for r in rows]
     todo = sorted((i for i, k in enumerate(keys) if k not in store),
                   key=lambda i: -len(rows[i]["question"]) - len(rows[i]["response"]))
-    bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc="score", unit="row", disable=not progress)
+    bar = progress_bar(total=len(rows), initial=len(rows) - len(todo), desc="score", unit="row", disable=not progress)
     scorer = scorer_factory() if todo else None
     for start in range(0, len(todo), batch_size):
         idx = todo[start:start + batch_size]

@@ -30,11 +30,10 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from tqdm.auto import tqdm
-
 from libra.eval.generations import KeyedStore, Request
 from libra.judge import judge_kind
 from libra.judge.verdicts import verdict_span
+from libra.progress import progress_bar
 from libra.rollout.types import Engine, prompt_token_ids
 
 CANDIDATES = {"pointwise": tuple(f"score={s}" for s in range(5)), "verification": ("Correct", "Wrong")}
@@ -95,7 +94,7 @@ def score_judgments(engine: Engine, items: Sequence[tuple[str, Request, str]], k
             out[key] = store.get(store_key)["logprobs"]
         else:
             todo.append((key, store_key, request, candidates))
-    bar = tqdm(total=len(todo), desc="verdict scores", unit="judgment", disable=not progress or not todo)
+    bar = progress_bar(total=len(todo), desc="verdict scores", unit="judgment", disable=not progress or not todo)
     per_call = max(1, BATCH // len(CANDIDATES[kind]))
     prompt_ids: dict[str, list[int]] = {}  # a request's n judgments share its prompt: tokenise it once
     for start in range(0, len(todo), per_call):

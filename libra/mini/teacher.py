@@ -28,11 +28,11 @@ import re
 from typing import Iterable, Mapping, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from libra.judge import render, template_fields
 from libra.mini import MINI_TEMPLATE
 from libra.mini.arith import answer_width, compare_lines, parse_question, random_slip, written_steps
+from libra.progress import progress_bar
 from libra.rollout.types import Generation, Prompt, Sample, SamplingParams, prompt_token_ids
 from libra.verify import extract_answer
 
@@ -93,7 +93,7 @@ class ThinkingTeacher:
                  ) -> list[Generation]:
         seed = DEFAULT_SEED if params.seed is None else params.seed
         out = []
-        for i, prompt in enumerate(tqdm(prompts, desc="teacher", disable=not progress)):
+        for i, prompt in enumerate(progress_bar(prompts, desc="teacher", disable=not progress)):
             question, response = self._fields(prompt)
             samples = []
             for k in range(params.n):

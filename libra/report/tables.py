@@ -1,4 +1,4 @@
-"""Results tables for the terminal (rich)."""
+"""Results tables for the terminal and for logs (rich)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,18 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+LOG_WIDTH = 160  # columns of a table written off a terminal: wide enough that model names and CIs do not wrap
+
+
+def stdout_console() -> Console:
+    """A console for stdout: a terminal's own width there; off one (a log, CI) a fixed ``LOG_WIDTH``, since rich
+    would otherwise wrap at 80 columns. Off a terminal rich also writes no colours or other escape codes."""
+    return Console(width=None if sys.stdout.isatty() else LOG_WIDTH)
+
 
 def print_v2v_summary(summary: dict, files: dict[str, Path], console: Console | None = None) -> None:
     """The V2V statistics in the shape of the paper's Table 1, then the label agreement and the files."""
-    console = console or Console(width=None if sys.stdout.isatty() else 160)  # logs: do not wrap model names
+    console = console or stdout_console()
     t1 = summary["table1"]
     table = Table(title="V2V judging set (paper Table 1 layout)")
     table.add_column("")
@@ -45,7 +53,7 @@ def print_v2v_summary(summary: dict, files: dict[str, Path], console: Console | 
 
 def print_results_table(title: str, headers: list[str], rows: list[list], console: Console | None = None) -> None:
     """The table every evaluation prints at its end; numbers are formatted by the caller."""
-    console = console or Console(width=None if sys.stdout.isatty() else 160)
+    console = console or stdout_console()
     table = Table(title=title)
     for i, header in enumerate(headers):
         table.add_column(header, justify="left" if i == 0 else "right")

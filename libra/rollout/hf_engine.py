@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
+from libra.progress import progress_bar
 from libra.rollout.logprob_check import sequence_logprobs
 from libra.rollout.types import Generation, Prompt, Sample, SamplingParams, prompt_token_ids
 
@@ -42,7 +42,7 @@ class HFEngine:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             if params.seed is not None:
                 torch.manual_seed(params.seed)
-            bar = tqdm(total=len(ids), desc="generate (hf)", unit="prompt", disable=not progress)
+            bar = progress_bar(total=len(ids), desc="generate (hf)", unit="prompt", disable=not progress)
             for start in range(0, len(ids), self.batch_size):
                 chunk = ids[start:start + self.batch_size]
                 out.extend(self._generate_batch(chunk, params))

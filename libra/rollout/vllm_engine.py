@@ -24,6 +24,7 @@ from typing import Iterable, Sequence
 
 import torch
 
+from libra.progress import on_terminal
 from libra.rollout.reaper import Reaper
 from libra.rollout.types import Generation, Prompt, Sample, SamplingParams, prompt_token_ids
 
@@ -50,8 +51,9 @@ def _ram_tmpdir() -> str:
 class VLLMEngine:
     """``model``: a local directory or hub id. ``enforce_eager=None`` means eager on CPU (no torch.compile
     warm-up at start; the eager path is the one the weight-sync tests cover) and vLLM's default (compiled,
-    CUDA graphs) on GPU. On CPU the KV cache defaults to ``CPU_KV_CACHE_BYTES``. ``llm_kwargs`` go to
-    ``vllm.LLM`` unchanged."""
+    CUDA graphs) on GPU. On CPU the KV cache defaults to ``CPU_KV_CACHE_BYTES``. vLLM draws its start-up bars
+    (loading weights, capturing CUDA graphs) only on a terminal: in a log they are carriage-return redraws.
+    ``llm_kwargs`` go to ``vllm.LLM`` unchanged."""
 
     def __init__(self, model: str, *, dtype: str = "float32", seed: int = 0, max_model_len: int | None = None,
                  gpu_memory_utilization: float = 0.85, trust_remote_code: bool = False,
@@ -71,6 +73,7 @@ class VLLMEngine:
             context = max_model_len or _context_length(model, trust_remote_code)
             llm_kwargs.update(enable_chunked_prefill=False,
                               max_num_batched_tokens=max(llm_kwargs.get("max_num_batched_tokens", 0), context, 4096))
+        llm_kwargs.setdefault("use_tqdm_on_load", on_terminal())
         self._reaper = Reaper()  # before the engine's processes exist, so it sees them all
         try:
             self.llm = vllm.LLM(
@@ -90,7 +93,8 @@ class VLLMEngine:
                  ) -> list[Generation]:
         """With ``params.seed``, request ``i`` gets seed ``seed + i*n`` and vLLM gives its ``n`` samples the
         seeds ``seed + i*n, ..., seed + i*n + n - 1`` (the ``SamplingParams`` contract, which resumable
-        generation relies on)."""
+        generation relies on). vLLM's per-request bar shows only on a terminal: off one, the callers' own
+        progress lines (``libra.progress``) say how far a run is."""
         from vllm import SamplingParams as VSamplingParams
         from vllm.inputs import TokensPrompt
 
@@ -103,7 +107,7 @@ class VLLMEngine:
         else:
             sampling = [VSamplingParams(**base, seed=params.seed + i * params.n) for i in range(len(ids))]
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=seq) for seq in ids], sampling,
-                                    use_tqdm=progress)
+                                    use_tqdm=progress and on_terminal())
         return [Generation(prompt_token_ids=seq, samples=[self._sample(c) for c in out.outputs])
                 for seq, out in zip(ids, outputs)]
 

@@ -1,5 +1,5 @@
 """Per-step metrics: one JSON line per step (``metrics.jsonl``, diffable), tensorboard scalars, and a
-progress line on the terminal. Only rank 0 writes.
+progress bar on a terminal (``libra.progress``: timed lines in a log). Only rank 0 writes.
 
 On resume the log is cut back to the checkpoint's step first, so the file always describes the run
 that produced the current weights (steps redone after a crash appear once).
@@ -11,8 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
+from libra.progress import progress_bar
 from libra.train.dist import World
 
 
@@ -29,7 +28,7 @@ class RunLogger:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=start_step + 1)
-        self.bar = tqdm(total=total_steps, initial=start_step, desc=desc, unit="step", dynamic_ncols=True)
+        self.bar = progress_bar(total=total_steps, initial=start_step, desc=desc, unit="step")
 
     def _truncate_after(self, step: int) -> None:
         if not self.path.exists():
@@ -53,9 +52,9 @@ class RunLogger:
             for key, value in metrics.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     self.writer.add_scalar(key, value, step)
-        self.bar.update(step - self.bar.n)
         shown = {k: metrics[k] for k in ("loss", "reward", "accuracy", "lr", "tokens_per_s") if k in metrics}
-        self.bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()})
+        self.bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)  # the update shows them
+        self.bar.update(step - self.bar.n)
 
     def close(self) -> None:
         if self.writer is not None:

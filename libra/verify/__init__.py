@@ -24,8 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Iterable, Literal, overload
 
-from tqdm import tqdm
-
+from libra.progress import progress_bar
 from libra.verify.bounded import BoundedPool, BoundExceeded, CheckerUnavailable
 from libra.verify.compare import decide
 from libra.verify.extract import extract, extract_answer, strip_thinking
@@ -157,5 +156,5 @@ def verify_many(
     workers = workers or os.cpu_count() or 1
     with BoundedPool(_SYMBOLIC_TARGET, size=workers) as pool, ThreadPoolExecutor(workers) as threads:
         results = threads.map(lambda pair: _verify(pair[0], pair[1], timeout, pool), pairs)
-        verdicts = list(tqdm(results, total=len(pairs), desc="verify", disable=not progress))
+        verdicts = list(progress_bar(results, total=len(pairs), desc="verify", disable=not progress))
     return verdicts if explain else [verdict.correct for verdict in verdicts]
