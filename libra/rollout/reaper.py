@@ -5,10 +5,11 @@ is killed outright (``kill -9``, the OOM killer, a node's job manager) nothing i
 ``finally`` or ``atexit`` can stop them: the orphaned engine keeps its memory (on a GPU: the device
 memory a rerun needs). ``Reaper`` starts a small watchdog process (this file run as a script: the
 standard library only, no torch) beside the owner. The watchdog notes, about once a second, every
-descendant of the owner started after it, and waits on a pipe from the owner. The pipe closes when the
-owner exits in any way; unless the owner said ``release`` first (its engine was closed cleanly), the
-watchdog then kills every process it noted and their descendants, checking each pid's start time so a
-reused pid is never hit. Linux only (``/proc``); elsewhere it does nothing.
+descendant of the owner started after it, and listens on a pipe from the owner. When the owner exits in any
+way (the watchdog, its child, is reparented; the pipe closes, unless a forked child holds it open) or says
+``kill``, and unless it said ``release`` first (its engine was closed cleanly), the watchdog kills every
+process it noted and their descendants, checking each pid's start time so a reused pid is never hit.
+Linux only (``/proc``); elsewhere it does nothing.
 """
 
 from __future__ import annotations
@@ -56,8 +57,33 @@ def descendants(roots: set[int], table: dict[int, tuple[int, int]]) -> set[int]:
     return found
 
 
+def _note(owner: int, me: int, born: int, noted: dict[int, int]) -> None:
+    """Add to ``noted`` (pid -> start time) every descendant of ``owner`` started after the watchdog."""
+    table = _table()
+    for pid in descendants({owner}, table) - {me}:
+        if table[pid][1] >= born:
+            noted[pid] = table[pid][1]
+
+
+def _owner_says(sel, stdin, buffer: bytes) -> tuple[str | None, bytes]:
+    """Wait up to ``POLL_S`` for the owner's word: "release", "kill", or None (nothing yet). An EOF counts as
+    "kill": the owner exited without releasing (unless a forked child holds the pipe open, see ``watch``)."""
+    if not sel.select(timeout=POLL_S):
+        return None, buffer
+    data = os.read(stdin.fileno(), 4096)
+    buffer += data
+    for word in ("release", "kill"):
+        if word.encode() in buffer:
+            return word, buffer
+    return (None if data else "kill"), buffer
+
+
 def watch(owner: int, stdin) -> int:
-    """The watchdog's loop (runs in its own process); returns how many processes it killed."""
+    """The watchdog's loop (runs in its own process); returns how many processes it killed.
+
+    The pipe's EOF alone cannot tell that the owner died: a child the owner forked (vLLM forks its engine
+    core unless CUDA is initialised) holds the pipe's write end open. So the watchdog also watches its own
+    parent, the owner: the kernel reparents the watchdog the moment the owner exits, however it ends."""
     import selectors
 
     me = os.getpid()
@@ -66,18 +92,13 @@ def watch(owner: int, stdin) -> int:
     sel = selectors.DefaultSelector()
     sel.register(stdin, selectors.EVENT_READ)
     buffer = b""
-    while True:
-        table = _table()
-        for pid in descendants({owner}, table) - {me}:
-            if table[pid][1] >= born:
-                noted[pid] = table[pid][1]
-        if sel.select(timeout=POLL_S):
-            data = os.read(stdin.fileno(), 4096)
-            buffer += data
-            if b"release" in buffer:
-                return 0
-            if not data:  # the owner is gone (or abandoned its engine): kill what it left
-                break
+    while os.getppid() == owner:
+        _note(owner, me, born, noted)
+        word, buffer = _owner_says(sel, stdin, buffer)
+        if word == "release":
+            return 0
+        if word == "kill":
+            break
     table = _table()
     alive = {pid for pid, start in noted.items() if pid in table and table[pid][1] == start}
     victims = alive | {p for p in descendants(alive, table) if p != me}
@@ -105,16 +126,15 @@ class Reaper:
         self._finish(b"release\n")
 
     def kill(self) -> None:
-        self._finish(b"")
+        self._finish(b"kill\n")  # a word, not just the pipe's EOF, which a forked child would hold off
 
     def _finish(self, message: bytes) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
             return
         try:
-            if message:
-                proc.stdin.write(message)
-                proc.stdin.flush()
+            proc.stdin.write(message)
+            proc.stdin.flush()
             proc.stdin.close()
         except OSError:
             pass

@@ -8,10 +8,12 @@ Log-probs come from vLLM's ``processed_logprobs`` mode: the log-softmax of the l
 GRPO trainer recomputes. (vLLM's default, ``raw_logprobs``, ignores the temperature.) With ``top_p < 1``
 vLLM renormalises over the nucleus, so keep ``top_p=1`` where rollout and trainer log-probs are compared.
 
-vLLM's V1 engine runs its core in a spawned process: scripts that create an engine need an
-``if __name__ == "__main__":`` guard. That process (and any worker below it) dies with the process that
-created the engine, however that one ends (``libra.rollout.reaper``): a killed evaluation or trainer
-never leaves an engine holding memory.
+vLLM's V1 engine runs its core in a child process, spawned on CPU and wherever CUDA is already initialised
+(a trainer that holds its model on the device), forked otherwise (an evaluation on a GPU, which only asks
+``torch.cuda.is_available()``; vLLM's own default). Where it is spawned, scripts that create an engine need
+an ``if __name__ == "__main__":`` guard. Either way that process (and any worker below it) dies with the
+process that created the engine, however that one ends (``libra.rollout.reaper``): a killed evaluation or
+trainer never leaves an engine holding memory.
 """
 
 from __future__ import annotations

@@ -12,17 +12,26 @@ import pytest
 from libra.rollout.reaper import _stat
 
 DRIVER = """
-import subprocess, sys, time
+import os, subprocess, sys, time
 sys.path.insert(0, {root!r})
 from libra.rollout.reaper import Reaper
 reaper = Reaper()
-child = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
-                          "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); time.sleep(300)"])
+if {fork}:  # vLLM's default on a GPU where CUDA is not yet initialised: the child holds the owner's pipe
+    child = os.fork()
+    if child == 0:
+        subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])
+        time.sleep(300)
+        os._exit(0)
+else:
+    child = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); "
+                              "time.sleep(300)"]).pid
 time.sleep(1.5)  # the watchdog has noted both
-print(child.pid, flush=True)
-if {release}:
-    reaper.release()
-    print("released", flush=True)
+print(child, flush=True)
+sys.stdin.readline()  # the test has seen the processes
+if {finish!r}:
+    getattr(reaper, {finish!r})()
+    print("finished", flush=True)
 time.sleep(300)
 """
 
@@ -48,26 +57,56 @@ def _wait_dead(pids, seconds=10.0) -> set[int]:
     return {p for p in pids if _alive(p)}
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc"), reason="Linux /proc")
-@pytest.mark.parametrize("release", [False, True])
-def test_processes_started_by_a_killed_owner_are_killed(release):
+def _start_owner(fork: bool, finish: str) -> tuple[subprocess.Popen, set[int]]:
+    """An owner process that started a child and a grandchild under a Reaper, then called ``finish`` on it
+    ("release", "kill", or "" for nothing); returns the owner and the pids it started."""
     root = str(Path(__file__).resolve().parents[2])
-    owner = subprocess.Popen([sys.executable, "-c", DRIVER.format(root=root, release=release)],
-                             stdout=subprocess.PIPE, text=True)
+    owner = subprocess.Popen([sys.executable, "-c", DRIVER.format(root=root, fork=fork, finish=finish)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     child = int(owner.stdout.readline())
-    if release:
-        assert owner.stdout.readline().strip() == "released"
     time.sleep(0.5)
     started = _tree(child)
     assert len(started) == 2  # the child and its own child
+    owner.stdin.write("go\n")
+    owner.stdin.flush()
+    if finish:
+        assert owner.stdout.readline().strip() == "finished"
+    return owner, started
+
+
+def _kill_left(left: set[int]) -> None:
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="Linux /proc")
+@pytest.mark.parametrize("fork", [False, True], ids=["spawned", "forked"])
+@pytest.mark.parametrize("release", [False, True])
+def test_processes_started_by_a_killed_owner_are_killed(release, fork):
+    """Forked children inherit the pipe's write end, so its EOF never comes: the watchdog must notice the
+    owner's death itself."""
+    owner, started = _start_owner(fork, "release" if release else "")
     owner.send_signal(signal.SIGKILL)
     owner.wait()
-    left = _wait_dead(started, seconds=3.0 if release else 10.0)
+    left = _wait_dead(started, seconds=3.0 if release else 5.0)
     try:
         assert left == (started if release else set())  # released: the owner closed its engine; nothing killed
     finally:
-        for pid in left:
-            os.kill(pid, signal.SIGKILL)
+        _kill_left(left)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="Linux /proc")
+@pytest.mark.parametrize("fork", [False, True], ids=["spawned", "forked"])
+def test_kill_stops_the_engine_while_the_owner_lives(fork):
+    """``Reaper.kill()`` after a failed engine start, with a forked child still holding the pipe open."""
+    owner, started = _start_owner(fork, "kill")
+    try:
+        left = _wait_dead(started, seconds=5.0)
+        assert not left
+    finally:
+        owner.kill()
+        owner.wait()
+        _kill_left(_wait_dead(started, seconds=0))
 
 
 @pytest.mark.vllm
@@ -100,6 +139,5 @@ def test_kill_9_of_a_vllm_evaluation_leaves_no_engine(tmp_path):
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     left = _wait_dead(engine, seconds=10.0)
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
+    _kill_left(left)
     assert not left, f"engine processes outlived their owner: {sorted(left)}"
