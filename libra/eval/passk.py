@@ -5,11 +5,16 @@ Each problem is sampled ``n`` times; every sample is labelled by the rule-based 
 c correct samples of n, averaged over problems; pass@1 is then the mean share of correct samples.
 Generations and labels are both cached in the run directory, so a rerun after a crash generates and
 verifies only what is missing (labels are keyed by the checker version too, so a better checker relabels).
+A check that could not finish (a timeout, a dead worker) is no label: it counts as not correct in pass@k,
+is reported (per subset, by kind, in results.json and the table) and is never cached, so a rerun checks
+its record again instead of reusing a "wrong" nobody decided.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -73,30 +78,56 @@ def build_requests(problems: Sequence[Problem], template: str, chat: bool) -> li
     return out
 
 
+@dataclass(frozen=True)
+class RecordLabels:
+    """One record's samples as checked: ``labels`` are pass@k's marks (a failed check reads False, since
+    nothing was decided), ``failures`` each sample's failed-check kind ("timeout", "worker_error") or None."""
+
+    labels: list[bool]
+    failures: list[str | None]
+
+
 def label_records(problems: Sequence[Problem], records: Sequence[dict], store: LabelStore, *, timeout: float,
-                  workers: int | None, progress: bool) -> list[list[bool]]:
-    """Correctness of every sample of every record; only records without cached labels are verified."""
+                  workers: int | None, progress: bool) -> list[RecordLabels]:
+    """Correctness of every sample of every record; only records without cached labels are verified, and
+    only records whose every check finished are cached (the others are checked again on the next run)."""
     from libra.verify import CHECKER_VERSION, verify_many
 
     keys = [content_key(rec["key"], p.gold, CHECKER_VERSION) for p, rec in zip(problems, records)]
     todo = [i for i, k in enumerate(keys) if k not in store]
+    fresh: dict[int, RecordLabels] = {}
     if todo:
-        flat = verify_many([(s["text"], problems[i].gold) for i in todo for s in records[i]["samples"]],
-                           timeout=timeout, workers=workers, progress=progress)
-        new, pos = [], 0
+        verdicts = verify_many([(s["text"], problems[i].gold) for i in todo for s in records[i]["samples"]],
+                               timeout=timeout, workers=workers, progress=progress, explain=True)
+        pos = 0
         for i in todo:
-            count = len(records[i]["samples"])
-            new.append({"key": keys[i], "id": records[i]["id"], "labels": flat[pos:pos + count]})
-            pos += count
-        store.append(new)
-    return [store.get(k)["labels"] for k in keys]
+            mine = verdicts[pos:pos + len(records[i]["samples"])]
+            fresh[i] = RecordLabels([v.correct for v in mine], [v.failure for v in mine])
+            pos += len(mine)
+        store.append([{"key": keys[i], "id": records[i]["id"], "labels": got.labels}
+                      for i, got in fresh.items() if not any(got.failures)])
+    return [fresh[i] if i in fresh else RecordLabels(store.get(k)["labels"], [None] * len(records[i]["samples"]))
+            for i, k in enumerate(keys)]
 
 
 def subset_metrics(rows: Sequence[dict], ks: Sequence[int]) -> dict:
-    """Mean pass@k over problems, mean tokens per sample and the share of samples cut at --max-tokens."""
+    """Mean pass@k over problems, mean tokens per sample, the share of samples cut at --max-tokens and the
+    number of samples whose answer check failed (counted as not correct)."""
     return {"problems": len(rows), **{f"pass@{k}": float(np.mean([r[f"pass@{k}"] for r in rows])) for k in ks},
             "mean_tokens": float(np.mean([t for r in rows for t in r["num_tokens"]])),
-            "truncated_rate": float(np.mean([f == "length" for r in rows for f in r["finish_reasons"]]))}
+            "truncated_rate": float(np.mean([f == "length" for r in rows for f in r["finish_reasons"]])),
+            "check_failed": sum(r["check_failed"] for r in rows)}
+
+
+def failure_note(failures: dict[str, int]) -> list[str]:
+    """The report's warning when some checks failed: those samples count as not correct without a decision."""
+    total = sum(failures.values())
+    if not total:
+        return []
+    kinds = ", ".join(f"{kind}: {count}" for kind, count in failures.items())
+    return [f"**{total} answer check{'' if total == 1 else 's'} failed ({kinds})**: no decision was made "
+            "on those samples; they count as not correct in pass@k and are not cached, so a rerun checks them "
+            "again (a larger --timeout may settle them)."]
 
 
 def register(evals: argparse._SubParsersAction) -> None:
@@ -154,8 +185,9 @@ def evaluate(problems: Sequence[Problem], *, out: str | Path, sampling: Sampling
              chunk: int = 64, progress: bool = True, plots: bool = True, quiet: bool = False,
              settings: dict | None = None) -> dict:
     """pass@k of a policy on ``problems`` (``load_problems``), ``sampling.n`` samples each, labelled by the
-    rule-based checker; writes generations.jsonl and labels.jsonl (both resumable), predictions.jsonl,
-    results.json, report.md and (with ``plots``) passk.png into ``out`` and returns the results.
+    rule-based checker; writes generations.jsonl and labels.jsonl (both resumable; failed checks are not
+    labels: counted in ``check_failures`` and checked again on a rerun), predictions.jsonl, results.json,
+    report.md and (with ``plots``) passk.png into ``out`` and returns the results.
     ``engine`` / ``engine_factory`` / ``fingerprint``: as in ``libra.eval.libra_bench.evaluate``."""
     ks = tuple(sorted(ks))
     if ks[-1] > sampling.n:
@@ -174,12 +206,14 @@ def evaluate(problems: Sequence[Problem], *, out: str | Path, sampling: Sampling
     from libra.verify import extract_answer
 
     rows = [{"id": rec["id"], "subset": p.subset, "problem_id": p.problem_id, "gold": p.gold,
-             "correct": sum(marks), "n": len(marks),
-             **{f"pass@{k}": pass_at_k(len(marks), sum(marks), k) for k in ks},
-             "labels": marks, "answers": [extract_answer(s["text"]) for s in rec["samples"]],
+             "correct": sum(got.labels), "n": len(got.labels),
+             **{f"pass@{k}": pass_at_k(len(got.labels), sum(got.labels), k) for k in ks},
+             "labels": got.labels, "failures": got.failures,
+             "check_failed": sum(kind is not None for kind in got.failures),
+             "answers": [extract_answer(s["text"]) for s in rec["samples"]],
              "finish_reasons": [s["finish_reason"] for s in rec["samples"]],
              "num_tokens": [s["num_tokens"] for s in rec["samples"]]}
-            for p, rec, marks in zip(problems, records, labels)]
+            for p, rec, got in zip(problems, records, labels)]
     files = {"generations": out / "generations.jsonl", "labels": out / "labels.jsonl",
              "predictions": out / "predictions.jsonl"}
     if plots:
@@ -188,6 +222,7 @@ def evaluate(problems: Sequence[Problem], *, out: str | Path, sampling: Sampling
     subsets = {name: subset_metrics([r for r in rows if r["subset"] == name], ks)
                for name in dict.fromkeys(p.subset for p in problems)}
     average = {f"pass@{k}": float(np.mean([m[f"pass@{k}"] for m in subsets.values()])) for k in ks}
+    failures = dict(sorted(Counter(kind for r in rows for kind in r["failures"] if kind is not None).items()))
     if plots:
         from libra.report.curves import passk_curves
 
@@ -199,14 +234,15 @@ def evaluate(problems: Sequence[Problem], *, out: str | Path, sampling: Sampling
     results = {"benchmark": "passk", "settings": settings if settings is not None else {},
                "prompt_template": prompt_template, "model": model, "model_fingerprint": fingerprint,
                "sampling": sampling.to_dict(), "n": sampling.n, "k": list(ks), "generated_now": gen.generated,
-               "reused": gen.reused, "subsets": subsets, "mean": average}
+               "reused": gen.reused, "subsets": subsets, "mean": average, "check_failures": failures}
     table = ResultsTable(f"pass@k of {Path(model).name} (n={sampling.n}, temperature {sampling.temperature:g})",
-                         ["subset", "problems", *[f"pass@{k}" for k in ks], "mean tokens", "truncated"],
-                         [[name, m["problems"], *[percent(m[f"pass@{k}"]) for k in ks],
-                           f"{m['mean_tokens']:.0f}", percent(m["truncated_rate"])] for name, m in subsets.items()]
+                         ["subset", "problems", *[f"pass@{k}" for k in ks], "mean tokens", "truncated", "check failed"],
+                         [[name, m["problems"], *[percent(m[f"pass@{k}"]) for k in ks], f"{m['mean_tokens']:.0f}",
+                           percent(m["truncated_rate"]), m["check_failed"]] for name, m in subsets.items()]
                          + [["mean", sum(m["problems"] for m in subsets.values()),
-                             *[percent(average[f"pass@{k}"]) for k in ks], "", ""]])
-    notes = [f"pass@k: unbiased estimator 1 - C(n-c, k)/C(n, k) over n = {sampling.n} samples per problem "
+                             *[percent(average[f"pass@{k}"]) for k in ks], "", "", sum(failures.values())]])
+    notes = [*failure_note(failures),
+             f"pass@k: unbiased estimator 1 - C(n-c, k)/C(n, k) over n = {sampling.n} samples per problem "
              "(c correct), averaged over problems; `mean` is the unweighted mean over subsets. Samples are labelled "
              "by the rule-based answer checker (last \\boxed{} answer against the gold answer)."]
     if plots:

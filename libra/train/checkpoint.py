@@ -73,6 +73,11 @@ class Checkpointer:
         dist.barrier()
         return final
 
+    def trainer_state(self, path: Path) -> dict:
+        """The trainer state saved with the checkpoint at ``path``, readable before any model exists (a resume
+        checks it against the new settings first)."""
+        return json.loads((path / "trainer.json").read_text())
+
     def load(self, path: Path, model, optimizer) -> dict:
         """Restore model and optimizer shards (resharded to this world size), this rank's RNG states when
         the world size is unchanged, and return the trainer state."""
@@ -80,7 +85,7 @@ class Checkpointer:
         state = {"model": model_sd, "optim": optim_sd}
         dcp.load(state, checkpoint_id=str(path))
         set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
-        trainer_state = json.loads((path / "trainer.json").read_text())
+        trainer_state = self.trainer_state(path)
         rng_file = path / f"rng_rank{self.world.rank}.pt"
         if trainer_state["world_size"] == self.world.world_size and rng_file.is_file():
             rng = torch.load(rng_file, weights_only=True)

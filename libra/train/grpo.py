@@ -19,8 +19,10 @@ One rollout step:
 Steps 1-3 are ``collect_rollouts``, 4-5 ``learn``. Every rank runs its own engine on its share of
 prompts; losses are normalised by global counts so a step means the same at any world size. Metrics per
 step: reward, accuracy, the share of groups whose rewards all agree (``uniform_groups``, before dynamic
-sampling drops them), clip fractions, ppo_kl, KL, entropy, response length, rollout/trainer log-prob
-mismatch, time per stage and tokens/s, and ``eval_accuracy`` / ``eval_invalid`` on evaluation steps.
+sampling drops them), answer checks that could not finish (``check_failures``: scored as not correct, so a
+rising count means rewards that judged nothing), clip fractions, ppo_kl, KL, entropy, response length,
+rollout/trainer log-prob mismatch, time per stage and tokens/s, and ``eval_accuracy`` / ``eval_invalid`` on
+evaluation steps.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from libra.train.rl_batches import ResponseTokens, micro_batches, packs_rows, re
 from libra.train.rl_tasks import TASKS, RLItem, load_rl_items, score
 from libra.train.rollout_correction import check_thresholds, correct
 from libra.train.session import TrainSession, load_tokenizer
+from libra.verify import failure_counts
 
 
 @dataclass
@@ -367,19 +370,24 @@ def _select(rollouts: list[Rollout], n: int, dynamic: bool, scale: bool = True) 
 @dataclass
 class RolloutStep:
     """What ``collect_rollouts`` gathered on this rank: every rollout generated (all refill rounds), the
-    ones kept for learning, and the global count of groups and of groups whose rewards all agree."""
+    ones kept for learning, and the global counts of groups, of groups whose rewards all agree and of answer
+    checks that failed (timed out, lost their worker) while scoring them."""
 
     rollouts: list[Rollout]
     kept: list[Rollout]
     groups: int
     uniform_groups: int
+    check_failures: int
 
 
 def collect_rollouts(session: TrainSession, cfg: GRPOConfig, engine, items: list[RLItem], stream: PromptStream,
                      judge: JudgeReward | None = None) -> RolloutStep:
     """Steps 1-3: this rank's share of the next prompts, their rollouts, rewards and group advantages;
-    with dynamic sampling, groups whose rewards all agree are dropped and the stream refills."""
+    with dynamic sampling, groups whose rewards all agree are dropped and the stream refills. The
+    verifier counts its failed checks process-wide (``libra.verify.failure_counts``); the step's are the
+    difference over scoring."""
     world, P, n = session.world, cfg.data.prompts_per_step, cfg.rollout.n
+    failed_before = sum(failure_counts().values())
     share = P // world.world_size
     rollouts: list[Rollout] = []
     kept: list[Rollout] = []
@@ -396,8 +404,9 @@ def collect_rollouts(session: TrainSession, cfg: GRPOConfig, engine, items: list
             break
     rewards = torch.tensor([r.reward for r in rollouts], dtype=torch.float32)
     uniform = int(_uniform(rewards, n).sum()) if rollouts else 0
-    groups, uniform = session.global_sum(len(rollouts) // n, uniform)
-    return RolloutStep(rollouts, kept, int(groups), int(uniform))
+    failed = sum(failure_counts().values()) - failed_before
+    groups, uniform, failed = session.global_sum(len(rollouts) // n, uniform, failed)
+    return RolloutStep(rollouts, kept, int(groups), int(uniform), int(failed))
 
 
 def learn(session: TrainSession, cfg: GRPOConfig, kept: list[Rollout], reference) -> tuple[list[dict], float]:
@@ -598,6 +607,7 @@ def _step_metrics(session: TrainSession, step: RolloutStep, updates: list[dict],
     return {
         "reward": reward / n, "accuracy": correct / n, "response_length": length / n, "truncated": truncated / n,
         "kept_fraction": kept_n / n, "uniform_groups": step.uniform_groups / max(step.groups, 1),
+        "check_failures": step.check_failures,
         "logprob_mismatch": mm_sum / mm_tokens if mm_tokens else 0.0,
         **{k: sum(u[k] for u in updates) / len(updates) for k in ("clipfrac_high", "clipfrac_low", "ppo_kl", "kl",
                                                                   "entropy", "grad_norm", "is_capped",

@@ -35,6 +35,14 @@ def lr_factor(step: int, total: int, cfg: OptimConfig) -> float:
     return floor + (1 - floor) * shape
 
 
+def first_changed_step(cfg: OptimConfig, old_total: int, new_total: int, start: int) -> int | None:
+    """The first step in [start, new_total) whose rate differs between the schedule over ``old_total`` steps and
+    the one over ``new_total`` (None: all the same, as for a constant schedule past its warmup). The schedule
+    is a function of the run's length, so a resume that changes the length asks which of its steps move."""
+    return next((step for step in range(start, new_total)
+                 if lr_factor(step, old_total, cfg) != lr_factor(step, new_total, cfg)), None)
+
+
 def build_optimizer(model: torch.nn.Module, cfg: OptimConfig, total_steps: int):
     """AdamW (no decay on biases and norms) and its LambdaLR scheduler."""
     decay, no_decay = [], []

@@ -1,9 +1,10 @@
 """What every trainer does around its own loss: the tokenizer and pad id, joining the process group,
 building and sharding the model (and a reference model built the same way), the optimizer and schedule,
-resuming from the latest checkpoint (refusing a changed config), the pass count all ranks agree on, batches
-with the configured attention implementation (and the idle-rank batch), stepping the optimizer safely,
-logging, saving, exporting, and closing. SFT, DPO and GRPO each own only their data and their loss (see
-``sft.py``, ``dpo.py``, ``grpo.py``), so each loop reads in one sitting::
+resuming from the latest checkpoint (refusing a changed config, warning when a new run length moves the
+learning-rate schedule), the pass count all ranks agree on, batches with the configured attention
+implementation (and the idle-rank batch), stepping the optimizer safely, logging, saving, exporting, and
+closing. SFT, DPO and GRPO each own only their data and their loss (see ``sft.py``, ``dpo.py``,
+``grpo.py``), so each loop reads in one sitting::
 
     tokenizer = load_tokenizer(cfg)
     ... data, total steps ...
@@ -15,6 +16,7 @@ logging, saving, exporting, and closing. SFT, DPO and GRPO each own only their d
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from pathlib import Path
 
@@ -27,12 +29,13 @@ from libra.train.checkpoint import Checkpointer, export_hf
 from libra.train.dist import all_reduce_sum, init_distributed, shutdown
 from libra.train.logger import RunLogger
 from libra.train.model import FusedHeadLM, load_causal_lm, shard
-from libra.train.optim import build_optimizer
+from libra.train.optim import build_optimizer, first_changed_step
 from libra.train.packing import Example, batch_inputs
 
 # Settings a resume may change without mixing two runs in one: how long it goes and how it is saved and
-# logged (changes are still reported, and the old config.yaml kept). Any other change stops the resume
-# unless run.allow_config_change is set.
+# logged (changes are still reported, and the old config.yaml kept; a length that moves the learning-rate
+# schedule is warned about and recorded in the checkpoints). Any other change stops the resume unless
+# run.allow_config_change is set.
 RESUME_MAY_CHANGE = ("run.allow_config_change", "run.max_steps", "data.epochs", "run.save_every", "run.keep_last",
                      "run.tensorboard", "run.export")
 
@@ -101,6 +104,10 @@ class TrainSession:
                               f"the run in {self.out} was started with other settings ({listed}); resuming would "
                               "mix them. Rerun with the original settings, choose a new run.out, or set "
                               "run.allow_config_change=true to resume with the new ones")
+        self.schedule_changes: list[dict] = []
+        schedule_warning = None
+        if latest is not None:
+            schedule_warning = self._schedule_warning(latest, self.checkpoints.trainer_state(latest), changes)
         mixed = cfg.model.mixed_precision
         self.mixed_precision = self.world.device.type == "cuda" if mixed is None else mixed
         self.model = self._build(activation_checkpointing=cfg.model.activation_checkpointing)
@@ -115,6 +122,8 @@ class TrainSession:
                 note = "config unchanged" if not changes else "config changed: " + "; ".join(
                     f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items())
                 print(f"resuming {self.out} from {latest.name} ({note})", flush=True)
+            if schedule_warning is not None:
+                print(f"warning: {schedule_warning}", file=sys.stderr, flush=True)
             if changes:  # keep the settings the earlier steps ran with
                 (self.out / f"config.before-step-{self.step:08d}.yaml").write_text(
                     (self.out / "config.yaml").read_text())
@@ -122,6 +131,26 @@ class TrainSession:
         self.logger = RunLogger(self.out, self.world, total_steps, start_step=self.step,
                                 tensorboard=cfg.run.tensorboard, desc=desc)
         self.resumed_from = latest
+
+    def _schedule_warning(self, latest: Path, saved: dict, changes: dict[str, tuple]) -> str | None:
+        """What resuming ``latest`` does to the learning-rate schedule, which spans the run's total steps: a new
+        run.max_steps or data.epochs (or data of another size) moves the rates of the remaining steps. A move
+        is recorded in ``schedule_changes`` (saved in every later checkpoint) and returned as the warning to
+        print; None when the rates stay. The saved total is compared, since the scheduler keeps no length."""
+        old = saved.get("total_steps")
+        self.schedule_changes = list(saved.get("schedule_changes", []))
+        if old is None:
+            return (f"{latest} does not record the length of its learning-rate schedule (saved before checkpoints "
+                    "recorded it): whether this resume changes it is not checked")
+        # The resumed step runs at the rate restored with the optimizer; the schedule sets the ones after it.
+        first = first_changed_step(self.cfg.optim, old, self.total_steps, saved["step"] + 1)
+        if first is None:
+            return None
+        self.schedule_changes.append({"step": saved["step"], "total_steps": [old, self.total_steps]})
+        causes = "; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()) or "same settings, other data"
+        return (f"the learning-rate schedule was built for {old} optimizer steps and now spans {self.total_steps} "
+                f"({causes}): from step {first + 1} on, the learning rates are not the ones the run started with "
+                f"(recorded as schedule_changes in {self.checkpoints.root}/step_*/trainer.json)")
 
     def _build(self, *, activation_checkpointing: bool) -> FusedHeadLM:
         m = self.cfg.model
@@ -199,7 +228,8 @@ class TrainSession:
         every = self.cfg.run.save_every
         since = self.step - 1 if since is None else since
         if force or (every > 0 and self.step // every > since // every):
-            state = dict(trainer_state, scheduler=self.scheduler.state_dict())
+            state = dict(trainer_state, scheduler=self.scheduler.state_dict(), total_steps=self.total_steps,
+                         schedule_changes=self.schedule_changes)
             self.checkpoints.save(self.step, self.model, self.optimizer, state)
 
     def finish(self, trainer_state: dict) -> Path | None:

@@ -1,5 +1,6 @@
 """`libra eval passk`: the estimator against enumeration, end to end on real problem sets with a tiny policy,
-generations and labels reused on reruns, bad input, and one run on vLLM."""
+generations and labels reused on reruns, failed answer checks retried and reported (never cached as wrong
+answers), bad input, and one run on vLLM."""
 
 import itertools
 import json
@@ -11,11 +12,13 @@ import numpy as np
 import pytest
 
 from libra.cli import build_parser, main
-from libra.eval.passk import pass_at_k
+from libra.data.sources import Problem
+from libra.eval.passk import LabelStore, label_records, pass_at_k
 from libra.models.tiny import save_tiny
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 MATH500, AIME2025 = DATA / "math500" / "test.jsonl", DATA / "aime2025" / "test.jsonl"
+HOSTILE = r"\boxed{9^{9^{9^{9^{9}}}}}"  # one big-integer power: the check times out (tests/verify/test_failures.py)
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +99,43 @@ def test_end_to_end_then_relabel_without_regenerating(policy, tmp_path, capsys, 
     assert args.func(args, engine=engine) == 0  # everything cached: nothing generated, nothing verified again
     assert engine.prompts == 0 and (out / "labels.jsonl").read_text() == labels_before
     assert _read(out / "predictions.jsonl") == rows
+
+
+def test_a_failed_check_is_retried_not_cached_as_a_wrong_answer(tmp_path):
+    problems = [Problem("s", "p0", "question", "5", None)]
+    records = [{"key": "g0", "id": "s/p0", "samples": [{"text": HOSTILE}, {"text": r"so \boxed{5}"}]}]
+    path = tmp_path / "labels.jsonl"
+    first = label_records(problems, records, LabelStore(path), timeout=1.0, workers=1, progress=False)
+    assert LabelStore(path).records == {}  # nothing was decided about the hostile sample: its record is not cached
+    assert [(r.labels, r.failures) for r in first] == [([False, True], ["timeout", None])]
+    again = label_records(problems, records, LabelStore(path), timeout=1.0, workers=1, progress=False)
+    assert again == first  # checked again, failed again: still reported, still not cached
+
+
+def test_failed_checks_are_counted_in_results_and_table(policy, tmp_path, capsys, counting_engine):
+    out, toy = tmp_path / "run", tmp_path / "toy.jsonl"
+    toy.write_text(json.dumps({"problem": "What is 2+3?", "answer": "5"}) + "\n")
+    argv = _args(policy, out, f"toy={toy}", extra=("--timeout", "1"))
+    assert main(argv) == 0
+    generations = _read(out / "generations.jsonl")
+    # The same generation record, now with one check that fails; the others settle without the symbolic worker.
+    for sample, text in zip(generations[0]["samples"], [HOSTILE] + [r"so \boxed{5}"] * 3):
+        sample["text"] = text
+    (out / "generations.jsonl").write_text("".join(json.dumps(g) + "\n" for g in generations))
+    (out / "labels.jsonl").unlink(missing_ok=True)
+    capsys.readouterr()
+    engine = counting_engine(policy)
+    args = build_parser().parse_args(argv)
+    assert args.func(args, engine=engine) == 0 and engine.prompts == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["check_failures"] == {"timeout": 1} and results["subsets"]["toy"]["check_failed"] == 1
+    (row,) = _read(out / "predictions.jsonl")
+    assert row["failures"] == ["timeout", None, None, None] and row["labels"] == [False, True, True, True]
+    assert row["check_failed"] == 1 and row["pass@1"] == 0.75
+    assert LabelStore(out / "labels.jsonl").records == {}  # the record holding the failed check is not cached
+    report = (out / "report.md").read_text()
+    assert "| check failed |" in report.splitlines()[2] and "1 answer check failed (timeout: 1)" in report
+    assert "check failed" in capsys.readouterr().out
 
 
 def test_bad_inputs_exit_2(policy, tmp_path, capsys):

@@ -1,6 +1,7 @@
 """GRPO in this process on a tiny model with the transformers engine: the held-out evaluation during the
-run, the uniform-groups metric, batches and reference model built as configured, the engine factory, and
-the on-policy shortcut against the full path (old log-probs from a separate pass)."""
+run, the uniform-groups metric, batches and reference model built as configured, the engine factory, the
+answer checks that failed in a step, and the on-policy shortcut against the full path (old log-probs from a
+separate pass)."""
 import json
 
 import pytest
@@ -83,6 +84,28 @@ def test_held_out_eval_uniform_groups_and_the_trainer_skeleton(setup, tmp_path, 
         assert len(predictions) == 4 * 2 and sorted(p["sample"] for p in predictions) == [0] * 4 + [1] * 4
         m = next(x for x in lines if x["step"] == step)
         assert m["eval_accuracy"] == results["metrics"]["accuracy"] and 0 <= m["eval_invalid"] <= 1
+
+
+class HostileFirstRollout(HFEngine):
+    """The tiny policy's rollouts with other texts: the first one's answer check times out (one big-integer
+    power against the gold 5), the rest are the gold answer (settled without the symbolic worker), so each
+    rollout step has exactly one failed check."""
+
+    def generate(self, prompts, params, **kwargs):
+        gens = super().generate(prompts, params, **kwargs)
+        for i, sample in enumerate(s for g in gens for s in g.samples):
+            sample.text = r"\boxed{9^{9^{9^{9^{9}}}}}" if i == 0 else r"\boxed{5}"
+        return gens
+
+
+def test_failed_answer_checks_are_logged_per_step(setup, tmp_path):
+    root, model = setup
+    out, train = tmp_path / "run", tmp_path / "five.jsonl"
+    train.write_text("".join(json.dumps({"question": f"{i} + {5 - i}?", "answer": "5"}) + "\n" for i in range(4)))
+    train_grpo(_cfg(root, model, out, f"data.train={train}", "run.max_steps=1", "loss.kl_coef=0"),
+               engine_factory=lambda cfg_, seed: HostileFirstRollout(cfg_.model.path))
+    (metrics,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert metrics["check_failures"] == 1 and metrics["accuracy"] == 15 / 16  # a failed check is not correct
 
 
 def test_uniform_groups_counts_groups_whose_rewards_all_agree():

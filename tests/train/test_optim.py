@@ -1,7 +1,7 @@
-"""Learning-rate schedules of the paper's recipes."""
+"""Learning-rate schedules of the paper's recipes, and which steps a new run length moves."""
 import pytest
 
-from libra.train.optim import OptimConfig, lr_factor
+from libra.train.optim import OptimConfig, first_changed_step, lr_factor
 
 
 def test_cosine_warms_up_then_decays_to_the_floor():
@@ -16,3 +16,11 @@ def test_cosine_warms_up_then_decays_to_the_floor():
 def test_constant_after_warmup():
     cfg = OptimConfig(lr=1e-6, schedule="constant", warmup_ratio=0.03)
     assert [lr_factor(s, 100, cfg) for s in (0, 2, 3, 50, 99)] == pytest.approx([1 / 3, 1.0, 1.0, 1.0, 1.0])
+
+
+def test_a_new_length_moves_a_decay_but_not_a_constant_rate_past_its_warmup():
+    cosine = OptimConfig(lr=1e-5, min_lr=1e-6, schedule="cosine", warmup_ratio=0.0)
+    assert first_changed_step(cosine, 100, 200, 40) == 40 and first_changed_step(cosine, 100, 100, 40) is None
+    constant = OptimConfig(lr=1e-6, schedule="constant", warmup_ratio=0.03)
+    assert first_changed_step(constant, 100, 200, 40) is None  # ceil(3) vs ceil(6) warmup steps: both over by 40
+    assert first_changed_step(constant, 100, 200, 0) == 0

@@ -1,6 +1,6 @@
 """Reuse keyed on content, not on a path: a resumed trainer refuses a changed config (or reports the
-changes it may make), and DPO's cached reference log-probs are used only for the pairs and initial model
-they were computed for."""
+changes it may make, saying so loudly when they move the learning-rate schedule), and DPO's cached
+reference log-probs are used only for the pairs and initial model they were computed for."""
 import json
 import random
 
@@ -46,6 +46,26 @@ def test_resume_refuses_a_changed_config_and_reports_allowed_changes(setup, tmp_
     assert yaml.safe_load((out / "config.yaml").read_text())["run"]["max_steps"] == 2
     assert (out / "config.before-step-00000001.yaml").read_text() == saved
     assert _sft(root, model, out, "run.max_steps=3", "optim.lr=0.5", "run.allow_config_change=true") == 0
+
+
+def test_a_resume_that_changes_the_lr_schedule_says_so_and_records_it(setup, tmp_path, capsys):
+    """16 rows, batch 8: two steps an epoch on the default cosine schedule. Resuming the finished run with
+    data.epochs=2 stretches the schedule over 4 steps, so its remaining steps get other learning rates."""
+    root, model = setup
+    out = tmp_path / "run"
+    assert _sft(root, model, out, "data.epochs=1") == 0
+    capsys.readouterr()
+    assert _sft(root, model, out, "data.epochs=2") == 0
+    err = capsys.readouterr().err
+    assert "learning-rate schedule was built for 2 optimizer steps and now spans 4 (data.epochs 1 -> 2)" in err
+    trainer = out / "checkpoints" / "step_00000004" / "trainer.json"
+    state = json.loads(trainer.read_text())
+    assert state["total_steps"] == 4 and state["schedule_changes"] == [{"step": 2, "total_steps": [2, 4]}]
+    assert _sft(root, model, out, "data.epochs=2") == 0  # the same schedule again: nothing to say
+    assert "learning-rate schedule" not in capsys.readouterr().err
+    trainer.write_text(json.dumps({k: v for k, v in state.items() if k != "total_steps"}))  # an older checkpoint
+    assert _sft(root, model, out, "data.epochs=3") == 0
+    assert "does not record the length of its learning-rate schedule" in capsys.readouterr().err
 
 
 def _dpo(root, model, out, pairs="pairs.jsonl", *extra):
