@@ -2,6 +2,7 @@
 run, the uniform-groups metric, batches and reference model built as configured, the engine factory, and
 the on-policy shortcut against the full path (old log-probs from a separate pass)."""
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ import torch
 from libra.config import load_config
 from libra.models.tiny import save_tiny
 from libra.rollout import HFEngine, SamplingParams
+from libra.rollout.types import Generation, Sample
 from libra.train import grpo, session as session_mod
 from libra.train.grpo import GRPOConfig, Rollout, compute_logprobs, train_grpo, update
 from libra.train.session import TrainSession
@@ -83,6 +85,29 @@ def test_held_out_eval_uniform_groups_and_the_trainer_skeleton(setup, tmp_path, 
         assert len(predictions) == 4 * 2 and sorted(p["sample"] for p in predictions) == [0] * 4 + [1] * 4
         m = next(x for x in lines if x["step"] == step)
         assert m["eval_accuracy"] == results["metrics"]["accuracy"] and 0 <= m["eval_invalid"] <= 1
+
+
+class ScoreTwo:
+    """An engine whose every judgment is [[score=2]]."""
+
+    def generate(self, prompts, params, *, progress=False):
+        return [Generation([1], [Sample([2], "[[score=2]]", "stop") for _ in range(params.n)]) for _ in prompts]
+
+
+@pytest.mark.parametrize("threshold, pred", [(2, True), (3, False)])
+def test_held_out_eval_reads_verdicts_with_the_reward_threshold(setup, tmp_path, threshold, pred):
+    """A score of 2 is "correct" for the reward at reward.threshold=2 and "wrong" at 3: the held-out
+    evaluation must read it the same way (it used to apply the default threshold, 2, whatever the run said)."""
+    root, model = setup
+    cfg = _cfg(root, model, tmp_path / "run", f"eval.bench={root / 'bench.jsonl'}", "eval.every=1",
+               f"reward.threshold={threshold}")
+    held = grpo.HeldOutEval(SimpleNamespace(world=SimpleNamespace(is_main=True), step=0), cfg, updates_per_step=1)
+    metrics = held(ScoreTwo())
+    folder = tmp_path / "run" / "evals" / "step_00000000"
+    predictions = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
+    assert [p["pred"] for p in predictions] == [pred] * 4
+    assert json.loads((folder / "results.json").read_text())["resolved"]["threshold"] == threshold
+    assert metrics["eval_accuracy"] == 0.5 and metrics["eval_invalid"] == 0
 
 
 def test_uniform_groups_counts_groups_whose_rewards_all_agree():
