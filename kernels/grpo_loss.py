@@ -13,10 +13,13 @@ sequence s, n_seqs = sequences with at least one unmasked token, verl's conventi
   seq-mean-token-sum-norm  w = mask / (norm_len * n_seqs)        (Dr. GRPO: a constant normaliser)
 
 A "sequence" is a row of the batch, or, with ``segment_ids``, the tokens that share an id: a packed row
-holds many sequences and each keeps its own count. ``ratio_level="sequence"`` is GSPO: every token of a
-sequence uses the sequence's ratio s = exp(mean over its unmasked tokens of (logp - old)), with GSPO-token's
-gradient (d s_t / d logp_t = s, nothing across tokens; equal to GSPO's when advantages are per sequence).
-It is the token loss with ``old`` replaced by ``logp - mean(logp - old)`` (both detached), so the fused
+holds many sequences and each keeps its own count. ``ratio_level="sequence"``: every token of a sequence
+uses the sequence's ratio s = exp(mean over its unmasked tokens of (logp - old)), with GSPO-token's gradient
+(d s_t / d logp_t = s, nothing across tokens; equal to GSPO's when advantages are per sequence). That is
+GSPO's objective, the mean over sequences of each one's clipped loss, only with ``agg="seq-mean-token-mean"``
+(the default): another aggregation weights sequence s's loss by count_s times its factor instead of
+1 / n_seqs (token-mean: by its share of the tokens), which is not GSPO's for unequal lengths (a test shows
+both). It is the token loss with ``old`` replaced by ``logp - mean(logp - old)`` (both detached), so the fused
 kernels run unchanged. The Triton kernel (one program per row) computes the loss partials, the statistics
 and, when a gradient is wanted, d loss / d logp in the same pass; the backward is then a multiply.
 """

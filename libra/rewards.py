@@ -11,7 +11,7 @@ because, as the paper notes, responses longer than L_max are truncated.
 from __future__ import annotations
 
 from libra.judge.kinds import judge_kind
-from libra.judge.verdicts import DEFAULT_THRESHOLD
+from libra.judge.verdicts import DEFAULT_THRESHOLD, TRAINING_STRICT
 
 L_EXP = 16384  # expected response length in tokens (Appendix D)
 L_MAX = 32768  # maximum generated length in tokens during RL (Appendix D)
@@ -35,7 +35,7 @@ def judging_reward(
     threshold: int = DEFAULT_THRESHOLD,
     l_exp: int = L_EXP,
     l_max: int = L_MAX,
-    strict: bool = True,
+    strict: bool = TRAINING_STRICT,
 ) -> float:
     """Eq. 3 for a judging rollout: 1 if its verdict matches ``label``, else 0, minus the length penalty.
 

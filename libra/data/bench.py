@@ -98,9 +98,11 @@ def _hub_records(name: str, split: str | None):
         yield Record(dict(row), f"{name}[{split}]", number)
 
 
-def load_bench(spec: str, *, split: str | None = None, skip_bad: SkipCounter | None = None) -> list[dict]:
+def load_bench(spec: str, *, split: str | None = None, skip_bad: SkipCounter | None = None,
+               unique_ids: bool = False) -> list[dict]:
     """Rows of a local bench file, or of a hub dataset id such as ``meituan/Libra-Bench`` (``split``: default
-    the dataset's only split, else "test")."""
+    the dataset's only split, else "test"). ``unique_ids``, for commands that match rows by id: a row that
+    repeats an earlier row's id is a DataError naming both (never skipped: neither row is bad alone)."""
     path = Path(spec)
     if path.exists():
         records = read_records(path, skip_bad=skip_bad)
@@ -108,10 +110,16 @@ def load_bench(spec: str, *, split: str | None = None, skip_bad: SkipCounter | N
         records = _hub_records(spec, split)
     else:
         raise DataError(spec, None, None, "no such file (and not a hub dataset id like meituan/Libra-Bench)")
-    rows = []
+    rows, first_at = [], {}
     for rec in records:
         try:
-            rows.append(normalise(rec))
+            row = normalise(rec)
         except DataError as err:
             reject(err, skip_bad)
+            continue
+        if unique_ids and row["id"] in first_at:
+            column = next((a for a in ALIASES["id"] if rec.data.get(a) is not None), "id")
+            raise rec.error(column, f"duplicate id {row['id']!r} (first at {first_at[row['id']]})")
+        first_at.setdefault(row["id"], f"{rec.path}:{rec.line}")
+        rows.append(row)
     return rows

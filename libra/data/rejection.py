@@ -1,5 +1,6 @@
 """Rejection sampling (paper section 4.2): sample k judgments per judging prompt from a teacher and keep
-those whose parsed verdict agrees with the label; the kept judgments become SFT chat rows.
+those whose parsed verdict agrees with the label; the kept judgments become SFT chat rows. Verdicts are
+read strictly by default, as the RL rewards read them (``libra.judge.verdicts.TRAINING_STRICT``).
 
 ``rejection_sample`` is the library function; ``libra train rejection-sample`` wraps it. Generation is
 resumable (``<out stem>.generations.jsonl``, keyed like ``libra eval``: by the teacher's weights, not its
@@ -17,8 +18,10 @@ from libra.data.bench import load_bench
 from libra.data.jsonl import DataError, SkipCounter, write_json, write_jsonl
 from libra.eval.generations import GenerationStore, run_generation
 from libra.eval.libra_bench import build_requests, check_template, score_records
-from libra.eval.options import add_engine_arguments, add_sampling_arguments, engine_from_args, prepare_sampling
+from libra.eval.options import add_engine_arguments, add_sampling_arguments, add_verdict_mode_argument
+from libra.eval.options import engine_from_args, prepare_sampling
 from libra.judge import DEFAULT_THRESHOLD, POINTWISE_KINDS, kind_of_template, template_fields
+from libra.judge.verdicts import TRAINING_STRICT
 from libra.models.checks import check_model_dir, weights_fingerprint
 from libra.report.tables import print_results_table
 from libra.rollout.types import Engine, SamplingParams
@@ -34,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--template", default="pointwise", help="judge prompt: built-in name or template file")
     p.add_argument("--verdict", choices=POINTWISE_KINDS, default=None, help="default: the template's own kind")
     p.add_argument("--threshold", type=int, default=DEFAULT_THRESHOLD)
+    add_verdict_mode_argument(p, default=_mode(TRAINING_STRICT))
     p.add_argument("--keep", type=int, default=1, help="at most this many agreeing judgments per row (default 1)")
     p.add_argument("--keep-truncated", action="store_true",
                    help="also keep judgments cut off by --max-tokens (by default they are dropped)")
@@ -42,6 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-bad", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
+
+
+def _mode(strict: bool) -> str:
+    return "strict" if strict else "lenient"
 
 
 def select(rows: list[dict], per_row: list[list[dict]], records: list[dict], prompts: list[str], keep: int,
@@ -74,9 +82,11 @@ def rejection_sample(rows: Sequence[dict], *, out: str | Path, sampling: Samplin
                      engine: Engine | None = None, engine_factory: Callable[[], Engine] | None = None,
                      template: str = "pointwise", fingerprint: str | None = None, verdict: str | None = None,
                      threshold: int = DEFAULT_THRESHOLD, keep: int = 1, keep_truncated: bool = False,
-                     chunk: int = 64, progress: bool = True) -> tuple[list[dict], dict]:
+                     strict: bool = TRAINING_STRICT, chunk: int = 64, progress: bool = True) -> tuple[list[dict], dict]:
     """SFT rows from the teacher judgments of ``rows`` that agree with their labels, and the acceptance
     statistics; writes ``out`` (.jsonl), ``<stem>.stats.json`` and ``<stem>.generations.jsonl`` (resumable).
+    Verdicts are read as the RL rewards read them (``strict``, default ``TRAINING_STRICT``): a judgment whose
+    only verdict sits inside its thinking would earn no reward, so it is no target either.
 
     The teacher is ``engine`` (not closed) or one ``engine_factory`` starts when a judgment is missing;
     ``fingerprint`` keys the reuse of judgments (default: the content hash of ``model``'s weights)."""
@@ -89,13 +99,13 @@ def rejection_sample(rows: Sequence[dict], *, out: str | Path, sampling: Samplin
     gen = run_generation(requests, sampling, GenerationStore(f"{stem}.generations.jsonl"), template=template,
                          model_id=fingerprint, engine=engine, engine_factory=engine_factory, chunk=chunk,
                          progress=progress)
-    per_row = score_records(rows, gen.records, kind, threshold)
+    per_row = score_records(rows, gen.records, kind, threshold, strict=strict)
     prompts = [r.prompt[0]["content"] for r in requests]
     sft_rows, stats = select(list(rows), per_row, gen.records, prompts, keep, not keep_truncated)
     write_jsonl(out, sft_rows)
     stats = {**stats, "generated_now": gen.generated, "reused": gen.reused}
     write_json(f"{stem}.stats.json", {"teacher": model, "teacher_fingerprint": fingerprint, "template": template,
-                                      "sampling": sampling.to_dict(), **stats})
+                                      "verdict_mode": _mode(strict), "sampling": sampling.to_dict(), **stats})
     return sft_rows, stats
 
 
@@ -119,8 +129,8 @@ def run(args: argparse.Namespace) -> int:
         _, stats = rejection_sample(rows, out=args.out, sampling=params, model=args.model,
                                     engine_factory=lambda: engine_from_args(args), template=args.template,
                                     verdict=args.verdict, threshold=args.threshold, keep=args.keep,
-                                    keep_truncated=args.keep_truncated, chunk=args.chunk,
-                                    progress=not args.no_progress)
+                                    keep_truncated=args.keep_truncated, strict=args.verdict_mode == "strict",
+                                    chunk=args.chunk, progress=not args.no_progress)
     except KeyboardInterrupt:
         return 130
     print_results_table("Rejection sampling", ["", "value"], [[k, v if isinstance(v, int) else f"{v:.3f}"]

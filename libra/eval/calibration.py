@@ -126,7 +126,8 @@ def row_verdict_confidence(samples: Sequence[dict]) -> float | None:
 
 
 def verdict_confidence_report(per_row: Sequence[Sequence[dict]]) -> dict:
-    """The ``verdict_confidence`` section of results.json (``libra.eval.verdict_confidence``)."""
+    """The ``verdict_confidence`` section of results.json (``libra.eval.verdict_confidence``):
+    ``judgments_without_verdict`` counts those without a valid verdict (none, or an invalid one)."""
     labels = [row[0]["label"] for row in per_row]
     scored = [s for row in per_row for s in row if s.get("p_correct") is not None]
     return {"judgments_scored": len(scored),

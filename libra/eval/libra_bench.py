@@ -136,17 +136,18 @@ def run(args: argparse.Namespace, *, engine=None) -> int:
     return 0
 
 
-def load_checked(args: argparse.Namespace, command: str) -> tuple[list[dict], set[str], int] | int:
-    """A bench command's rows (``--bench``, ``--split``, ``--limit``), the template fields they fill and the
-    count of skipped bad records, all checked before any engine starts; or the exit status (2, message
-    printed) of a bad ``--template``."""
+def load_checked(args: argparse.Namespace, command: str, *, unique_ids: bool = False
+                 ) -> tuple[list[dict], set[str], int] | int:
+    """A bench command's rows (``--bench``, ``--split``, ``--limit``; ``unique_ids`` as ``load_bench``), the
+    template fields they fill and the count of skipped bad records, all checked before any engine starts; or
+    the exit status (2, message printed) of a bad ``--template``."""
     try:
         template_fields(args.template)
     except ValueError as err:
         return usage_error(command, f"--template: {err}")
     check_model_dir(args.model)
     skipped = SkipCounter() if args.skip_bad else None
-    rows = load_bench(args.bench, split=args.split, skip_bad=skipped)[:args.limit]
+    rows = load_bench(args.bench, split=args.split, skip_bad=skipped, unique_ids=unique_ids)[:args.limit]
     if not rows:
         raise DataError(args.bench, None, None, "no bench rows to evaluate")
     try:
@@ -448,7 +449,7 @@ def verdict_confidence_notes(conf: dict) -> list[str]:
         "mean over a row's judgments)",
         markdown_table(["metric", "value"], [
             *calibration_rows(conf, "rows without a scored verdict"),
-            ["judgments scored / without a verdict",
+            ["judgments scored / without a valid verdict",
              f"{conf['judgments_scored']} / {conf['judgments_without_verdict']}"],
             ["mean probability of writing a valid verdict there", mass]]).rstrip(),
     ]

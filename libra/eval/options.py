@@ -46,12 +46,14 @@ def add_sampling_arguments(p: argparse.ArgumentParser, *, n: int = 1, temperatur
     g.add_argument("--chunk", type=int, default=64, help="prompts per engine call; results are saved after each")
 
 
-def add_verdict_mode_argument(p: argparse.ArgumentParser) -> None:
+def add_verdict_mode_argument(p: argparse.ArgumentParser, default: str = "lenient") -> None:
+    """``--verdict-mode``: lenient by default for evaluation; training commands pass their own default."""
     from libra.judge import VERDICT_MODES
 
-    p.add_argument("--verdict-mode", choices=VERDICT_MODES, default="lenient",
-                   help="lenient (default): a thinking judge's verdict is read after </think>, and inside the "
-                        "thinking only when the answer has none; strict: only after </think> (as RL rewards read it)")
+    p.add_argument("--verdict-mode", choices=VERDICT_MODES, default=default,
+                   help=f"default {default}. lenient: a thinking judge's verdict is read after </think>, and inside "
+                        "the thinking only when the answer has none; strict: only after </think> (as training reads "
+                        "it: RL rewards and rejection-sampled SFT targets)")
 
 
 def add_output_arguments(p: argparse.ArgumentParser) -> None:

@@ -15,7 +15,8 @@ A probe applies to the rows it can change (``answer-only`` and ``cut-derivation`
 ``libra.verify.extract_answer`` finds; ``cut-derivation`` also a derivation of more than one line or 40
 words); the report gives accuracy on those rows, original against probed, with a paired bootstrap
 interval of the difference, and the count of rows left unchanged. Transformations are pure and
-deterministic: the same rows and seed give the same probed bench.
+deterministic: the same rows and seed give the same probed bench. Rows are matched across runs by id, so
+ids must be unique (a bench that repeats one is refused).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import argparse
 import hashlib
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -93,6 +95,14 @@ def probe_rows(rows: Sequence[dict], probe: str, seed: int = 0) -> tuple[list[di
     return out, changed
 
 
+def check_unique_ids(rows: Sequence[dict]) -> None:
+    """Refuse rows that share an id: the comparison reads each run's predictions back by id, so two rows "7"
+    would pool into one (``load_bench(..., unique_ids=True)`` names the file and line)."""
+    repeated = [rid for rid, n in Counter(r["id"] for r in rows).items() if n > 1]
+    if repeated:
+        raise ValueError(f"probes match rows by id; repeated: {', '.join(map(repr, repeated[:5]))}")
+
+
 def _correct_by_id(results_dir: Path) -> dict[str, float]:
     """Per row, the share of its samples judged right (1/0 for one sample), from predictions.jsonl."""
     totals: dict[str, list[int]] = {}
@@ -123,7 +133,7 @@ def run(args: argparse.Namespace, *, engine=None) -> int:
     unknown = [name for name in names if name not in PROBES]
     if unknown or not names:
         return usage_error("probes", f"--probes: unknown {unknown}; choose from {','.join(PROBES)}")
-    checked = load_checked(args, "probes")
+    checked = load_checked(args, "probes", unique_ids=True)
     if isinstance(checked, int):
         return checked
     rows, fields, skipped = checked
@@ -149,6 +159,7 @@ def evaluate(rows: Sequence[dict], *, out: str | Path, sampling: SamplingParams,
     ``libra.eval.libra_bench.evaluate`` with one shared engine (started on the first missing judgment,
     closed at the end when this started it); ``OUT/results.json`` and report.md compare them. ``unfit``:
     per variant name, the prompts that do not fit the context (as ``libra_bench.evaluate`` takes them)."""
+    check_unique_ids(rows)
     out = Path(out)
     shared = engine if engine is not None else LazyEngine(engine_factory)
     variants = {"original": (list(rows), [r["id"] for r in rows])}

@@ -1,7 +1,7 @@
 """Confidence from the verdict token's distribution: how likely the judge was to write each verdict at the
 place where it wrote one.
 
-For a judgment whose verdict parses, the text before the verdict's label (``...[[``) is kept and every
+For a judgment whose verdict parses valid, the text before the verdict's label (``...[[``) is kept and every
 label the judge could have written there is put in its place: ``score=0`` ... ``score=4`` (pointwise),
 ``Correct`` / ``Wrong`` (verification), each followed by the rest of the token as written (``]]``). The
 engine scores each candidate under teacher forcing (``Engine.score``: the judgment prompt, the kept text,
@@ -17,9 +17,10 @@ candidates: the probability, given the common part, that the judge writes a vali
 for a judge that follows the format).
 
 Unlike the share of k samples judging "correct", this needs one judgment per row, so greedy judges get a
-confidence too. A judgment without a verdict has none (None); a row's confidence is the mean over its
-judgments that have one. Scores are kept in ``verdict_scores.jsonl`` keyed on the judgment (its generation
-key, sample index and text) and the scoring rule, so a rerun scores only what is new.
+confidence too. A judgment without a valid verdict (none, or one that parses invalid such as
+``[[score=7]]``) has none (None); a row's confidence is the mean over its judgments that have one. Scores
+are kept in ``verdict_scores.jsonl`` keyed on the judgment (its generation key, sample index and text) and
+the scoring rule, so a rerun scores only what is new.
 """
 
 from __future__ import annotations
@@ -48,11 +49,13 @@ class VerdictScoreStore(KeyedStore):
 
 def candidate_texts(text: str, kind: str, *, strict: bool = False) -> list[str] | None:
     """The judgment cut after its verdict, once per candidate label written in the verdict's place; None
-    when the judgment has no verdict to rewrite."""
+    when the judgment has no valid verdict to rewrite. An invalid one (``[[score=7]]``) is no verdict: the
+    evaluation counts it invalid, so a confidence made by scoring labels in its place would be one the
+    judge never gave."""
     if kind not in CANDIDATES:
         raise ValueError(f"verdict-token confidence needs a kind in {sorted(CANDIDATES)}, got {kind!r}")
     span = verdict_span(text, kind, strict=strict)
-    if span is None:
+    if span is None or not judge_kind(kind).parse(text, strict=strict).valid:
         return None
     head, tail = text[:span.label_start], text[span.label_end:span.end]
     return [head + label + tail for label in CANDIDATES[kind]]
@@ -82,7 +85,7 @@ def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
 
 def score_judgments(engine: Engine, items: Sequence[tuple[str, Request, str]], kind: str, *, strict: bool,
                     store: VerdictScoreStore, model_id: str, progress: bool = True) -> dict[str, list[float]]:
-    """Candidate log-probs for each ``(judgment key, request, judgment text)`` that has a verdict: read from
+    """Candidate log-probs for each ``(judgment key, request, judgment text)`` with a valid verdict: read from
     ``store`` or scored now with ``engine`` (and appended). Returns judgment key -> log-probs."""
     todo, out = [], {}
     for key, request, text in items:
@@ -133,7 +136,7 @@ def store_path(out: str | Path) -> Path:
 def attach_verdict_confidence(per_row: Sequence[Sequence[dict]], requests: Sequence[Request],
                               records: Sequence[dict], engine: Engine, *, kind: str, threshold: int, strict: bool,
                               store: VerdictScoreStore, model_id: str, progress: bool = True) -> None:
-    """Add ``p_correct`` and ``verdict_mass`` (None without a verdict) to every prediction of ``per_row``
+    """Add ``p_correct`` and ``verdict_mass`` (None without a valid verdict) to every prediction of ``per_row``
     (``score_records``' output for ``records``, generated for ``requests``), scoring what ``store`` lacks."""
     items = [(f"{record['key']}#{i}", request, sample["text"])
              for request, record in zip(requests, records, strict=True) if "key" in record

@@ -8,8 +8,9 @@ Rules, the same for the three kinds:
 * The LAST verdict wins: judges quote the label list, and earlier drafts, while reasoning.
 * Two modes decide what counts as the answer of a thinking judge:
   ``strict=True``: only the text after the last ``</think>``; a verdict inside the thinking never
-  counts, and an opened ``<think>`` that is never closed leaves no answer at all (invalid). The RL
-  rewards use it: a reward must not pay for a verdict left inside the reasoning.
+  counts, and an opened ``<think>`` that is never closed leaves no answer at all (invalid). Training
+  uses it (``TRAINING_STRICT``), for RL rewards and rejection-sampled SFT targets alike: a reward must
+  not pay for, and a target must not teach, a verdict left inside the reasoning.
   ``strict=False`` (lenient, the evaluation default, ``libra eval libra-bench --verdict-mode``): the text
   after the last ``</think>`` is searched first; only when it holds no verdict is the whole text
   searched, since some judges put the verdict inside the thinking and then answer in prose.
@@ -35,6 +36,10 @@ DEFAULT_THRESHOLD = 2
 
 _THINK_START, _THINK_END = "<think>", "</think>"
 VERDICT_MODES = ("lenient", "strict")
+# How training reads a judge's verdicts: the SFT targets rejection sampling keeps and the RL rewards, so a
+# target and a reward never disagree on a judgment. Strict: neither rests on a verdict left inside the
+# reasoning. Per run: ``libra train rejection-sample --verdict-mode`` and ``reward.strict_verdicts``.
+TRAINING_STRICT = True
 _SPACE = r"\s{0,32}"
 
 

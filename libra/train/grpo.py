@@ -40,6 +40,7 @@ import torch
 import libra_kernels as lk
 from libra.config import ConfigError
 from libra.data.jsonl import SkipCounter
+from libra.judge.verdicts import TRAINING_STRICT
 from libra.rewards import L_EXP, L_MAX, length_penalty
 from libra.rollout.logprob_check import logprob_mismatch
 from libra.rollout.types import Engine, SamplingParams
@@ -50,7 +51,7 @@ from libra.train.optim import OptimConfig
 from libra.train.packing import Example
 from libra.train.rl_batches import ResponseTokens, micro_batches, packs_rows, response_tokens
 from libra.train.rl_tasks import TASKS, RLItem, load_rl_items, score
-from libra.train.rollout_correction import check_thresholds, correct
+from libra.train.rollout_correction import Mode, check_thresholds, correct
 from libra.train.session import TrainSession, load_tokenizer
 from libra.verify import failure_counts
 
@@ -84,9 +85,11 @@ class GRPOLossConfig:
     (seq-mean-token-mean, per-token ratio); DAPO's token-mean is ``agg=token-mean``; Dr. GRPO is
     ``agg=seq-mean-token-sum-norm`` (``norm_len``, default the generation limit) with
     ``scale_advantages=false``; GSPO is ``ratio_level=sequence`` with its own small clip range (e.g.
-    eps_low 3e-4, eps_high 4e-4). ``mask_truncated`` is DAPO's overlong filtering. ``rollout_correction``
-    (see ``rollout_correction.py``) reweights or masks tokens by the trainer/engine probability ratio:
-    TIS caps it at ``correction_high``; the mask modes keep ratios in [correction_low, correction_high]."""
+    eps_low 3e-4, eps_high 4e-4) and the default agg (GSPO's objective is seq-mean-token-mean).
+    ``mask_truncated`` is DAPO's overlong filtering. ``rollout_correction`` (see ``rollout_correction.py``)
+    reweights or drops tokens by the trainer/engine probability ratio: TIS caps it at ``correction_high``;
+    the mask (masked IS: the true ratio as weight) and reject (weight 1) modes drop the tokens whose ratio at
+    their level lies outside [correction_low, correction_high]."""
 
     eps_low: float = 0.2
     eps_high: float = 0.28
@@ -98,7 +101,7 @@ class GRPOLossConfig:
     ratio_level: Literal["token", "sequence"] = "token"
     scale_advantages: bool = True  # divide group advantages by the group's std (Dr. GRPO: false)
     mask_truncated: bool = False
-    rollout_correction: Literal["none", "tis-token", "tis-seq", "mask-token", "mask-seq"] = "none"
+    rollout_correction: Mode = "none"
     correction_low: float = 0.5
     correction_high: float = 2.0
     ppo_epochs: int = 1
@@ -113,7 +116,7 @@ class RewardConfig:
     l_exp: int = L_EXP
     l_max: int = L_MAX
     threshold: int = 2  # pointwise score >= threshold means "correct"
-    strict_verdicts: bool = True  # a verdict counts only after </think> (never one inside the reasoning)
+    strict_verdicts: bool = TRAINING_STRICT  # a verdict counts only after </think>, as in rejection sampling
     judge: str = ""
     judge_engine: Literal["vllm", "hf"] = "vllm"
     judge_template: str = "pointwise"
@@ -128,7 +131,8 @@ class GRPOEvalConfig:
     """Held-out judging during the run, with the rollout engine (which holds the current weights): before
     the first update, every ``every`` rollout steps and at the end; off while ``bench`` is empty or
     ``every`` is 0. Results: ``OUT/evals/step_N/{results.json,predictions.jsonl}`` (N the optimizer
-    step) and ``eval_accuracy`` / ``eval_invalid`` in metrics.jsonl. Only rank 0 evaluates."""
+    step) and ``eval_accuracy`` / ``eval_invalid`` in metrics.jsonl. Only rank 0 evaluates. A pointwise
+    score means "correct" at ``reward.threshold``, as in the reward the run trains on."""
 
     bench: str = ""  # judging rows (.jsonl, like a Libra Bench file)
     template: str = "pointwise"  # built-in name or template file
@@ -479,6 +483,7 @@ class HeldOutEval:
         params = SamplingParams(n=e.n, temperature=e.temperature, max_tokens=e.max_tokens, seed=self.cfg.run.seed)
         results = evaluate(self.rows, out=Path(self.cfg.run.out) / "evals" / f"step_{step:08d}", sampling=params,
                            model=self.cfg.model.path, engine=engine, template=e.template,
+                           threshold=self.cfg.reward.threshold,  # "correct" as the reward reads a score
                            fingerprint=f"grpo-run:{self.run_key}:step:{step}", verdict_mode=e.verdict_mode,
                            progress=False, plots=False, quiet=True, name=f"step {step}", bench=e.bench,
                            settings={"eval": asdict(e), "step": step})

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from libra.judge import judge_kind, kind_of_template, render
+from libra.judge.verdicts import TRAINING_STRICT
 from libra.rollout.types import Engine, SamplingParams, prompt_token_ids
 
 
@@ -40,7 +41,8 @@ class JudgeReward:
     uncached pair; ``context`` is the judge's context length in tokens (prompt + ``max_tokens`` must fit)."""
 
     def __init__(self, start: Callable[[], Engine], *, template: str = "pointwise", max_tokens: int = 1024,
-                 temperature: float = 0.0, threshold: int = 2, strict: bool = True, context: int | None = None):
+                 temperature: float = 0.0, threshold: int = 2, strict: bool = TRAINING_STRICT,
+                 context: int | None = None):
         self._start, self._engine = start, None
         self.template, self.kind = template, judge_kind(kind_of_template(template))
         self.params = SamplingParams(n=1, temperature=temperature, max_tokens=max_tokens, seed=0)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from libra.data.jsonl import DataError, Record, SkipCounter, read_jsonl, reject
 from libra.judge import KINDS, REASONING_PROMPT, judge_kind, render  # the reasoning prompt is pass@k's too
+from libra.judge.verdicts import TRAINING_STRICT
 from libra.rewards import judging_reward, length_penalty, reasoning_reward
 
 TASKS = (*KINDS, "reasoning")
@@ -74,7 +75,7 @@ def load_rl_items(path: str, task: str, template: str, skip_bad: SkipCounter | N
 
 
 def score(item: RLItem, text: str, length: int, *, l_exp: int, l_max: int, threshold: int = 2,
-          strict: bool = True) -> Scored:
+          strict: bool = TRAINING_STRICT) -> Scored:
     """Eq. 3 for one rollout of ``item``; ``correct`` is the is_correct term alone (for accuracy logs).
     ``strict``: a judge's verdict counts only after its ``</think>`` (``libra.judge.verdicts``)."""
     if item.task == "reasoning":

@@ -72,3 +72,17 @@ def test_the_official_layout_through_the_datasets_json_builder(tmp_path, monkeyp
     from libra.eval.libra_bench import check_template
 
     assert check_template("verification", out) == {"question", "response", "reference"}
+
+
+def test_duplicate_ids_are_refused_where_asked(tmp_path):
+    """Commands that match rows by id (probes) load with ``unique_ids``: a repeated id names its file, line
+    and column, and the first row with it; other commands keep loading such files as they are."""
+    row = {"question": "q", "response": "r", "label": True}
+    f = tmp_path / "b.jsonl"
+    f.write_text("".join(json.dumps({**row, **extra}) + "\n" for extra in ({"id": 7}, {"id": 8}, {"id": "7"})))
+    assert [r["id"] for r in bench.load_bench(str(f))] == ["7", "8", "7"]
+    with pytest.raises(DataError, match=r"b\.jsonl:3: id: duplicate id '7' \(first at .*b\.jsonl:1\)"):
+        bench.load_bench(str(f), unique_ids=True)
+    f.write_text("".join(json.dumps({**row, "index": i % 2}) + "\n" for i in range(3)))
+    with pytest.raises(DataError, match=r"b\.jsonl:3: index: duplicate id '0'"):
+        bench.load_bench(str(f), unique_ids=True, skip_bad=SkipCounter())  # not a bad record to skip

@@ -4,8 +4,13 @@ import json
 import pytest
 
 from libra.cli import main
+from libra.data.rejection import rejection_sample, select
+from libra.judge.verdicts import TRAINING_STRICT
 from libra.models.tiny import save_tiny
-from libra.data.rejection import select
+from libra.rewards import judging_reward
+from libra.rollout import SamplingParams
+from libra.rollout.types import Generation, Sample
+from libra.train.grpo import GRPOConfig
 
 
 def test_select_keeps_agreeing_complete_judgments():
@@ -49,3 +54,29 @@ def test_cli_end_to_end_with_a_real_engine(tmp_path, capsys):
     assert all(k["messages"][1]["content"].startswith("Checked.") for k in kept)
     assert json.loads((tmp_path / "sft.stats.json").read_text())["acceptance"] == 0.5
     assert main([*args[:-3], "--template", "no-such-template", "--out", str(out)]) == 2
+
+
+class ThinkingTexts:
+    """A teacher whose two judgments of every row say [[score=4]]: inside its thinking only, then after it."""
+
+    texts = ("<think>It adds up. [[score=4]]</think>\nLooks fine to me.", "<think>It adds up.</think>\n[[score=4]]")
+
+    def generate(self, prompts, params, *, progress=False):
+        return [Generation([1], [Sample([2], t, "stop") for t in self.texts]) for _ in prompts]
+
+
+def test_a_verdict_only_inside_the_thinking_is_neither_a_target_nor_a_reward(tmp_path):
+    """SFT targets and RL rewards read verdicts with one strictness (``TRAINING_STRICT``, strict): the
+    judgment whose only verdict sits in its thinking earns no reward and is no SFT target; lenient keeps it."""
+    rows = [{"id": "0", "subset": "s", "source_model": "m", "question": "1+1?", "response": "2", "label": True}]
+    text = ThinkingTexts.texts[0]
+    assert TRAINING_STRICT and GRPOConfig().reward.strict_verdicts == TRAINING_STRICT
+    assert judging_reward(text, True, length=5) == 0.0 and judging_reward(text, True, length=5, strict=False) == 1.0
+    params = SamplingParams(n=2, max_tokens=8)
+    kept, stats = rejection_sample(rows, out=tmp_path / "strict.jsonl", sampling=params, model="teacher",
+                                   engine=ThinkingTexts(), fingerprint="texts", keep=2)
+    assert [k["messages"][1]["content"] for k in kept] == [ThinkingTexts.texts[1]] and stats["invalid"] == 1
+    assert json.loads((tmp_path / "strict.stats.json").read_text())["verdict_mode"] == "strict"
+    kept, _ = rejection_sample(rows, out=tmp_path / "lenient.jsonl", sampling=params, model="teacher",
+                               engine=ThinkingTexts(), fingerprint="texts", keep=2, strict=False)
+    assert [k["messages"][1]["content"] for k in kept] == list(ThinkingTexts.texts)

@@ -110,3 +110,20 @@ def test_the_probes_command(rows, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["answer-only", "confident-wrong", "original"]
     assert "Robustness probes" in capsys.readouterr().out
     assert main([*argv[:-5], "--probes", "shout", "--max-tokens", "4"]) == 2
+
+
+def test_duplicate_ids_are_refused(tmp_path, capsys):
+    """Probes compare a row before and after by its id: two rows "7" (both judged right) would read as one
+    row right half the time. The command names the file, line and field; the library function refuses too."""
+    rows = [{"id": "7", "question": "What is 1+1?", "response": f"$\\boxed{{{x}}}$", "label": x == 2}
+            for x in (2, 3)]
+    with pytest.raises(ValueError, match="probes match rows by id; repeated: '7'"):
+        probes.evaluate([{**r, "subset": "s", "source_model": "m"} for r in rows], out=tmp_path / "run",
+                        sampling=SamplingParams(n=1, max_tokens=4), model="m", engine_factory=None)
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    judge = save_tiny(tmp_path / "judge")
+    assert main(["eval", "probes", "--model", str(judge), "--engine", "hf", "--bench", str(bench), "--out",
+                 str(tmp_path / "cli"), "--no-progress"]) == 2
+    assert f"{bench}:2: id: duplicate id '7' (first at {bench}:1)" in capsys.readouterr().err
+    assert not (tmp_path / "cli").exists()

@@ -5,9 +5,11 @@ import math
 import pytest
 import torch
 
+from libra.eval.calibration import verdict_confidence_report
 from libra.eval.generations import Request
 from libra.eval.verdict_confidence import (
     VerdictScoreStore,
+    attach_verdict_confidence,
     candidate_outcomes,
     candidate_texts,
     p_correct,
@@ -38,6 +40,8 @@ def test_candidates_rewrite_the_label_in_place_and_drop_what_follows():
         f"Fine. [[score={s}]]" for s in range(5)]
     assert candidate_texts("x [[ correct ]]", "verification") == ["x [[ Correct ]]", "x [[ Wrong ]]"]
     assert candidate_texts("nothing", "verification") is None
+    assert candidate_texts("It is [[score=7]]", "pointwise") is None  # a verdict, but an invalid one
+    assert candidate_texts("<think>[[score=4]]</think> so [[score=9]]", "pointwise") is None  # read: the 9
     assert candidate_outcomes("pointwise", 2) == [False, False, True, True, True]
     assert candidate_outcomes("pointwise", 4) == [False, False, False, False, True]
     assert candidate_outcomes("verification", 2) == [True, False]
@@ -101,3 +105,19 @@ def test_engine_scores_equal_full_forward_passes_and_are_stored(engine, tmp_path
     assert all(again[k] == pytest.approx(scores[k]) for k in scores)
     score_judgments(engine, items[:1], "pointwise", strict=False, store=store, model_id="other", progress=False)
     assert engine.scored == 20  # another model's weights: scored anew
+
+
+def test_an_invalid_verdict_has_no_confidence_and_is_counted(engine, tmp_path):
+    """[[score=7]] parses invalid: the judge gave no usable verdict, so it gets no P(correct) (rewriting its
+    label would score verdicts it did not give) and counts among the judgments without a valid verdict."""
+    judgments = ["Fine. [[score=3]]", "It is [[score=7]]", "<think>[[score=4]]</think> so [[score=9]]", "none"]
+    requests = [Request(f"r{i}", [{"role": "user", "content": f"Judge {i}"}]) for i in range(len(judgments))]
+    records = [{"key": f"k{i}", "samples": [{"text": text}]} for i, text in enumerate(judgments)]
+    per_row = [[{"label": i % 2 == 0}] for i in range(len(judgments))]
+    attach_verdict_confidence(per_row, requests, records, engine, kind="pointwise", threshold=2, strict=False,
+                              store=VerdictScoreStore(tmp_path / "scores.jsonl"), model_id="m", progress=False)
+    assert [row[0]["p_correct"] is None for row in per_row] == [False, True, True, True]
+    assert all(row[0]["verdict_mass"] is None for row in per_row[1:])
+    report = verdict_confidence_report(per_row)
+    assert (report["judgments_scored"], report["judgments_without_verdict"]) == (1, 3)
+    assert report["rows_without_confidence"] == 3

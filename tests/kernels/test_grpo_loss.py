@@ -80,6 +80,45 @@ def test_grpo_loss_options(backend, batch_options, options):
     check_grpo(backend, grpo_batch(**batch_options), **options)
 
 
+def gspo_objective(logp, old_logp, advantages, mask, eps_low, eps_high):
+    """GSPO's objective as its paper writes it, in float64: the mean over sequences (those with a live
+    token) of max(-A s, -A clip(s)), with s = exp(mean over the sequence's tokens of (logp - old)),
+    differentiable through that mean."""
+    losses = []
+    for b in range(logp.shape[0]):
+        live = mask[b].bool()
+        if live.any():
+            s = (logp[b][live] - old_logp[b][live].double()).mean().exp()
+            a = advantages[b].double()
+            losses.append(torch.maximum(-a * s, -a * s.clamp(1 - eps_low, 1 + eps_high)))
+    return torch.stack(losses).mean()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sequence_ratios_are_gspo_only_with_seq_mean_token_mean(backend):
+    """ratio_level="sequence" with agg="seq-mean-token-mean" is GSPO's objective, loss and gradient; with
+    "token-mean" each sequence counts by its share of tokens, which is not GSPO's (for unequal lengths)."""
+    data = grpo_batch(batch=5, length=17, spread=0.3)
+    eps = dict(eps_low=0.2, eps_high=0.28)
+    lengths = data["mask"].sum(-1)
+    assert len(set(lengths[lengths > 0].tolist())) > 1  # unequal lengths, where the two differ
+    paper_logp = data["logp"].double().requires_grad_()
+    paper = gspo_objective(paper_logp, data["old_logp"], data["advantages"], data["mask"], **eps)
+    paper.backward()
+    losses = {}
+    for agg in ("seq-mean-token-mean", "token-mean"):
+        logp = data["logp"].clone().requires_grad_()
+        loss, _ = lk.grpo_loss(logp, data["old_logp"], data["advantages"], data["mask"], ratio_level="sequence",
+                               agg=agg, backend=backend, **eps)
+        loss.backward()
+        losses[agg] = loss, logp.grad
+    loss, grad = losses["seq-mean-token-mean"]
+    assert_output(loss, paper)
+    assert_grad(grad, paper_logp.grad)
+    loss, grad = losses["token-mean"]
+    assert abs(loss.item() - paper.item()) > 1e-3 and (grad.double() - paper_logp.grad).abs().max() > 1e-3
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_dual_clip_bounds_negative_advantage_loss(backend):
     """With A < 0 and ratios far above c, each token's loss is capped at -A * c."""

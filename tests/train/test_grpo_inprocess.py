@@ -3,6 +3,7 @@ run, the uniform-groups metric, batches and reference model built as configured,
 answer checks that failed in a step, and the on-policy shortcut against the full path (old log-probs from a
 separate pass)."""
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import torch
 from libra.config import load_config
 from libra.models.tiny import save_tiny
 from libra.rollout import HFEngine, SamplingParams
+from libra.rollout.types import Generation, Sample
 from libra.train import grpo, session as session_mod
 from libra.train.grpo import GRPOConfig, Rollout, compute_logprobs, train_grpo, update
 from libra.train.session import TrainSession
@@ -106,6 +108,29 @@ def test_failed_answer_checks_are_logged_per_step(setup, tmp_path):
                engine_factory=lambda cfg_, seed: HostileFirstRollout(cfg_.model.path))
     (metrics,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert metrics["check_failures"] == 1 and metrics["accuracy"] == 15 / 16  # a failed check is not correct
+
+
+class ScoreTwo:
+    """An engine whose every judgment is [[score=2]]."""
+
+    def generate(self, prompts, params, *, progress=False):
+        return [Generation([1], [Sample([2], "[[score=2]]", "stop") for _ in range(params.n)]) for _ in prompts]
+
+
+@pytest.mark.parametrize("threshold, pred", [(2, True), (3, False)])
+def test_held_out_eval_reads_verdicts_with_the_reward_threshold(setup, tmp_path, threshold, pred):
+    """A score of 2 is "correct" for the reward at reward.threshold=2 and "wrong" at 3: the held-out
+    evaluation must read it the same way (it used to apply the default threshold, 2, whatever the run said)."""
+    root, model = setup
+    cfg = _cfg(root, model, tmp_path / "run", f"eval.bench={root / 'bench.jsonl'}", "eval.every=1",
+               f"reward.threshold={threshold}")
+    held = grpo.HeldOutEval(SimpleNamespace(world=SimpleNamespace(is_main=True), step=0), cfg, updates_per_step=1)
+    metrics = held(ScoreTwo())
+    folder = tmp_path / "run" / "evals" / "step_00000000"
+    predictions = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
+    assert [p["pred"] for p in predictions] == [pred] * 4
+    assert json.loads((folder / "results.json").read_text())["resolved"]["threshold"] == threshold
+    assert metrics["eval_accuracy"] == 0.5 and metrics["eval_invalid"] == 0
 
 
 def test_uniform_groups_counts_groups_whose_rewards_all_agree():

@@ -130,3 +130,21 @@ def test_rollout_correction_on_a_real_temperature_mismatch(setup, tmp_path, mode
         assert stats["correction_dropped"] == pytest.approx(outside, abs=1e-6) and stats["is_capped"] == 0
     else:
         assert stats["is_capped"] == pytest.approx(above, abs=1e-6) and stats["correction_dropped"] == 0
+
+
+@pytest.mark.parametrize("mode, same_as", [("mask-token", ["loss.rollout_correction=tis-token"]), ("reject-token", [])])
+def test_bounds_that_drop_nothing_leave_masked_is_and_rejection_apart(setup, tmp_path, mode, same_as):
+    """On the real T 1.3 / 0.7 mismatch with bounds that hold every ratio: masked IS weights each token by
+    its ratio, so its gradient is TIS's with a cap above every ratio; rejection keeps weight 1, so its
+    gradient is the uncorrected one. (mask-token used to be rejection: it gave the uncorrected gradient.)"""
+    root, model, samples = setup
+    bounds = ["loss.correction_low=0", "loss.correction_high=1e6", "run.micro_batch_size=4"]
+    corrected, stats = _gradients(_cfg(root, model, tmp_path / "a", f"loss.rollout_correction={mode}", *bounds),
+                                  _rollouts(samples))
+    reference, ref_stats = _gradients(_cfg(root, model, tmp_path / "b", *same_as, *bounds), _rollouts(samples))
+    assert stats["correction_dropped"] == 0 and ref_stats["is_capped"] == 0
+    _assert_same(corrected, reference)
+    if mode == "mask-token":  # and the ratio weights are not nothing: the uncorrected gradient differs
+        uncorrected, _ = _gradients(_cfg(root, model, tmp_path / "c", *bounds), _rollouts(samples))
+        with pytest.raises(AssertionError):
+            _assert_same(corrected, uncorrected)
