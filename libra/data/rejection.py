@@ -18,8 +18,13 @@ from libra.data.bench import load_bench
 from libra.data.jsonl import DataError, SkipCounter, write_json, write_jsonl
 from libra.eval.generations import GenerationStore, run_generation
 from libra.eval.libra_bench import build_requests, check_template, score_records
-from libra.eval.options import add_engine_arguments, add_sampling_arguments, add_verdict_mode_argument
-from libra.eval.options import engine_from_args, prepare_sampling
+from libra.eval.options import (
+    add_engine_arguments,
+    add_sampling_arguments,
+    add_verdict_mode_argument,
+    engine_from_args,
+    prepare_sampling,
+)
 from libra.judge import DEFAULT_THRESHOLD, POINTWISE_KINDS, kind_of_template, template_fields
 from libra.judge.verdicts import TRAINING_STRICT
 from libra.models.checks import check_model_dir, weights_fingerprint

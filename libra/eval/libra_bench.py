@@ -46,7 +46,6 @@ from libra.data.jsonl import DataError, SkipCounter, write_jsonl
 from libra.eval.calibration import confidence_report, row_confidence, row_verdict_confidence, verdict_confidence_report
 from libra.eval.generations import PROMPT_TOO_LONG, GenerationStore, Request, run_generation
 from libra.eval.lazy_engine import LazyEngine
-from libra.eval.verdict_confidence import VerdictScoreStore, attach_verdict_confidence, store_path
 from libra.eval.metrics import bootstrap_ci, subset_report
 from libra.eval.options import (
     add_eval_arguments,
@@ -56,6 +55,7 @@ from libra.eval.options import (
     prepare_sampling,
 )
 from libra.eval.rundir import ResultsTable, content_key, publish, settings, usage_error
+from libra.eval.verdict_confidence import VerdictScoreStore, attach_verdict_confidence, store_path
 from libra.judge import (
     DEFAULT_THRESHOLD,
     POINTWISE_KINDS,
@@ -265,10 +265,6 @@ def check_template(template: str, rows: Sequence[dict] = ()) -> set[str]:
         raise ValueError(f"template {template!r} needs {extra}, which these bench rows do not have "
                          f"(a template may use {', '.join(sorted(available))})")
     return fields
-
-
-def default_verdict(template: str) -> str:
-    return kind_of_template(template)
 
 
 def build_requests(rows: Sequence[dict], template: str, fields: set[str]) -> list[Request]:

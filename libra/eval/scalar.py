@@ -22,9 +22,9 @@ from libra.eval.generations import KeyedStore
 from libra.eval.metrics import best_threshold, subset_report
 from libra.eval.options import add_output_arguments
 from libra.eval.rundir import ResultsTable, content_key, publish, settings, usage_error
+from libra.models.checks import check_model_dir, weights_fingerprint
 from libra.progress import progress_bar
 from libra.report.markdown import percent
-from libra.models.checks import check_model_dir, weights_fingerprint
 
 
 class ScoreStore(KeyedStore):

@@ -12,8 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from libra.judge.verdicts import DEFAULT_THRESHOLD, Verdict, parse_pairwise, parse_pointwise, parse_verification
-from libra.judge.verdicts import preferred_side, score_to_label
+from libra.judge.verdicts import (
+    DEFAULT_THRESHOLD,
+    Verdict,
+    parse_pairwise,
+    parse_pointwise,
+    parse_verification,
+    preferred_side,
+    score_to_label,
+)
 
 
 @dataclass(frozen=True)

@@ -275,7 +275,8 @@ def near_miss(answer: str, rng: random.Random) -> str:
     """A number close to ``answer`` of the kinds wrong answers take (a miscopy, or off by 1, 10 or 100),
     so comparison practice meets the differences a judge must catch."""
     value = int(answer)
-    nearby = [value + d for d in (-100, -10, -1, 1, 10, 100) if value + d > 0 and abs(len(str(value + d)) - len(answer)) <= 1]
+    nearby = [value + d for d in (-100, -10, -1, 1, 10, 100)
+              if value + d > 0 and abs(len(str(value + d)) - len(answer)) <= 1]
     if rng.random() < 0.5 or not nearby:
         return _miscopy(answer, rng)
     return str(rng.choice(nearby))

@@ -59,8 +59,6 @@ from libra.mini.runs import (
 from libra.mini.stages import Stages, code_digest
 from libra.mini.teacher import ThinkingTeacher, direct_verdict
 
-
-
 # The source model whose solutions the downstream policy imitates: a reasoner that is often wrong, as the
 # paper's R1-distilled starting policies are (55% / 39%), whatever the seed.
 POLICY_SOURCE = "average"
@@ -219,8 +217,9 @@ def build_data(cfg: MiniConfig, folder: Path) -> None:
     # The downstream policy's data: the "average" source model's solutions, slips included (last, so the
     # draws above do not depend on it).
     imitated = next(m for m in SOURCE_MODELS if m.name == POLICY_SOURCE)
-    write_jsonl(folder / "policy.jsonl", [{"prompt": reasoning_prompt(p.question), "response": respond(imitated, p, rng)}
-                                          for p in train[:cfg.reasoning_problems]])
+    write_jsonl(folder / "policy.jsonl", [
+        {"prompt": reasoning_prompt(p.question), "response": respond(imitated, p, rng)}
+        for p in train[:cfg.reasoning_problems]])
 
 
 def build_model(cfg: MiniConfig, data: Path, folder: Path) -> None:
@@ -260,7 +259,8 @@ def build_judging_data(cfg: MiniConfig, data: Path, model: Path, folder: Path) -
     rng = random.Random(cfg.seed)
     rows = read_rows(data / "train.jsonl")
     sft_rows = rng.sample(rows, min(cfg.judge_rows, len(rows)))
-    keep = read_rows(data / "reasoning.jsonl")[:cfg.reasoning_rows] + read_rows(data / "skills.jsonl")[:cfg.reasoning_rows]
+    keep = (read_rows(data / "reasoning.jsonl")[:cfg.reasoning_rows]
+            + read_rows(data / "skills.jsonl")[:cfg.reasoning_rows])
     write_jsonl(folder / "direct.jsonl", [{"prompt": _judge_prompt(r), "response": direct_verdict(r["label"])}
                                           for r in sft_rows] + keep)
     teacher = ThinkingTeacher(AutoTokenizer.from_pretrained(model), error_rate=cfg.teacher_error_rate,
@@ -336,13 +336,14 @@ def run(out: Path, cfg: MiniConfig, budget_s: float, scope: str = "") -> dict:
     import libra
     import libra_kernels
 
-    stages = Stages(out, 11 + cfg.judge_rl, code=code_digest(Path(libra.__file__).parent, Path(libra_kernels.__file__).parent))
+    code = code_digest(Path(libra.__file__).parent, Path(libra_kernels.__file__).parent)
+    stages = Stages(out, 11 + cfg.judge_rl, code=code)
     c = cfg.pick
     data = stages.run("data", lambda f: build_data(cfg, f),
                       c("seed", "train_problems", "bench_problems", "downstream_problems", "responses_per_model",
                         "digits", "reasoning_problems", "skill_rows", "comparison_rows"))
-    model = stages.run("model", lambda f: build_model(cfg, data, f), c("seed", "hidden_size", "layers", "heads", "kv_heads"),
-                       ("data",)) / "model"
+    model = stages.run("model", lambda f: build_model(cfg, data, f),
+                       c("seed", "hidden_size", "layers", "heads", "kv_heads"), ("data",)) / "model"
 
     def trained(name: str, fn: Callable[[Path], None], settings: dict, inputs: tuple[str, ...]) -> Path:
         return stages.run(name, lambda f: fn(f / "run"), settings, inputs) / "run" / "final"
@@ -353,8 +354,8 @@ def run(out: Path, cfg: MiniConfig, budget_s: float, scope: str = "") -> dict:
 
     base = trained("base-sft", base_sft, c("base_epochs"), ("data", "model"))
     judging = stages.run("judging-data", lambda f: build_judging_data(cfg, data, base, f),
-                         c("seed", "judge_rows", "reasoning_rows", "teacher_error_rate", "teacher_skim_rate", "teacher_samples",
-                           "max_judgment_tokens", "grpo_reasoning_share"), ("data", "base-sft"))
+                         c("seed", "judge_rows", "reasoning_rows", "teacher_error_rate", "teacher_skim_rate",
+                           "teacher_samples", "max_judgment_tokens", "grpo_reasoning_share"), ("data", "base-sft"))
     sft_settings = c("judge_epochs", "judge_lr")
     direct = trained("direct-sft", lambda f: sft(base, judging / "direct.jsonl", f, cfg.judge_epochs, 384,
                                                   cfg.judge_lr), sft_settings, ("base-sft", "judging-data"))

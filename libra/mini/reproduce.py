@@ -10,7 +10,6 @@ read as the results issue states them: some on every seed, some pooled.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 

@@ -5,8 +5,9 @@ correctness label, and reasoning problems scored against their gold answer, both
 Rows (JSONL): a judging row has ``question``, ``response`` and a ``label`` (bool; for pairwise:
 ``response_a``, ``response_b`` and ``label`` "A"/"B"/"tie"; for verification also the gold ``reference``
 answer, which the verification template shows the judge); a reasoning row has ``question`` (or
-``problem``) and ``answer``. The judge kinds (template, verdict, labels) come from ``libra.judge.kinds``. ``task`` in a row overrides the file-wide ``data.task``, so one file can
-mix judging and non-judging prompts as the paper's RL set does.
+``problem``) and ``answer``. The judge kinds (template, verdict, labels) come from ``libra.judge.kinds``.
+``task`` in a row overrides the file-wide ``data.task``, so one file can mix judging and non-judging prompts
+as the paper's RL set does.
 """
 
 from __future__ import annotations

@@ -5,7 +5,14 @@ import random
 
 import pytest
 
-from libra.eval.calibration import accuracy_vs_k, auroc, chosen_threshold, confidence_report, reliability, row_confidence
+from libra.eval.calibration import (
+    accuracy_vs_k,
+    auroc,
+    chosen_threshold,
+    confidence_report,
+    reliability,
+    row_confidence,
+)
 
 
 def _pairs_auroc(scores, labels):

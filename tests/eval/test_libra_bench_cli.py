@@ -154,8 +154,8 @@ def test_verdict_confidence_with_one_greedy_judgment_per_row(judge, bench, tmp_p
     pairs = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg) / (len(pos) * len(neg))
     assert section["auroc"] == pytest.approx(pairs)
     report = (out / "report.md").read_text()
-    assert "## Verdict-token confidence" in report and f"![reliability_verdict]({libra_bench.VERDICT_RELIABILITY_PLOT})" \
-        in report
+    assert "## Verdict-token confidence" in report
+    assert f"![reliability_verdict]({libra_bench.VERDICT_RELIABILITY_PLOT})" in report
     assert (out / libra_bench.VERDICT_RELIABILITY_PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     stored = (out / "verdict_scores.jsonl").read_text().splitlines()
     assert len(stored) == 5  # the random 6-token greedy judgments of the first run held no verdict

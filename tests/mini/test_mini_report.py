@@ -55,7 +55,8 @@ def test_best_of_n_expects_a_uniform_pick_among_the_samples_judged_correct(tmp_p
 
 def _spearman_by_pairs(x, y):
     """Spearman without ties, from its definition 1 - 6 sum d^2 / (n (n^2 - 1))."""
-    rank = lambda v: {value: r for r, value in enumerate(sorted(v))}
+    def rank(v):
+        return {value: r for r, value in enumerate(sorted(v))}
     rx, ry = rank(x), rank(y)
     n = len(x)
     return 1 - 6 * sum((rx[a] - ry[b]) ** 2 for a, b in zip(x, y)) / (n * (n * n - 1))

@@ -105,7 +105,8 @@ def test_fast_quickstart_runs_every_stage(tmp_path):
     rerun = _quickstart(out, "--judge-rl")
     assert rerun.count("done earlier with the same inputs") == len(STAGES)
     assert json.loads((out / "results.json").read_text())["variants"] == results["variants"]
-    timeless = lambda text: [line for line in text.split("Wall time")[0].splitlines() if "wall time" not in line]
+    def timeless(text):
+        return [line for line in text.split("Wall time")[0].splitlines() if "wall time" not in line]
     assert timeless((out / "report.md").read_text()) == timeless(report)
     # Reproduce over seeds 0 and 1: seed 0 is the run above (reused whole), seed 1 shares no stage key with it.
     log = _libra("reproduce", "--size", "fast", "--seeds", "0", "1", "--judge-rl", "--out", str(out.parent))

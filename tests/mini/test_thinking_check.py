@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from libra.mini.teacher import judge_text, skim_text
 from libra.mini.arith import pair_flags
+from libra.mini.teacher import judge_text, skim_text
 from libra.mini.thinking_check import check_eval, score_judgment
 
 Q = "Compute 36 + 14."

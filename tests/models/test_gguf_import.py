@@ -13,8 +13,7 @@ import pytest
 import torch
 
 import libra_kernels as lk
-from libra.models.gguf_import import (GGUFImportError, find_smollm2_gguf, import_gguf,
-                                      sha256_file)
+from libra.models.gguf_import import GGUFImportError, find_smollm2_gguf, import_gguf, sha256_file
 
 pytestmark = [pytest.mark.real_model, pytest.mark.xdist_group("real-model")]
 

@@ -12,7 +12,8 @@ from libra.config import load_config
 from libra.models.tiny import save_tiny
 from libra.rollout import HFEngine, SamplingParams
 from libra.rollout.types import Generation, Sample
-from libra.train import grpo, session as session_mod
+from libra.train import grpo
+from libra.train import session as session_mod
 from libra.train.grpo import GRPOConfig, Rollout, compute_logprobs, train_grpo, update
 from libra.train.session import TrainSession
 
@@ -46,7 +47,8 @@ def test_held_out_eval_uniform_groups_and_the_trainer_skeleton(setup, tmp_path, 
     out = tmp_path / "run"
     cfg = _cfg(root, model, out, "run.max_steps=3", "data.epochs=2", f"eval.bench={root / 'bench.jsonl'}",
                f"eval.template={root / 'judge.txt'}", "eval.every=2", "eval.max_tokens=5", "eval.n=2",
-               "eval.temperature=0.6", "model.attn_implementation=flash_attention_2", "model.mixed_precision=true", "loss.kl_coef=1e-3")
+               "eval.temperature=0.6", "model.attn_implementation=flash_attention_2", "model.mixed_precision=true",
+               "loss.kl_coef=1e-3")
     sharded, attn, started = [], [], []
     real_shard, real_batch = session_mod.shard, session_mod.batch_inputs
 
