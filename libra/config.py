@@ -128,3 +128,86 @@ def _coerce(value, hint, source: str, where: str):
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise ConfigError(source, where, f"expected {hint.__name__}, got {value!r}")
     return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Key:
+    """One settable key of a config: its dotted path, type, default and one-line doc."""
+
+    path: str
+    type: str
+    default: str
+    doc: str
+
+
+def describe(cfg, prefix: str = "") -> list[Key]:
+    """Every key of the config dataclass ``cfg`` (a class: its defaults; an instance: its values), nested
+    sections flattened to dotted paths, each with the doc written beside it in the source. A field is
+    documented the way the code already reads: a comment at the end of its line, or the comment block right
+    above it; the doc is that comment's first sentence."""
+    cfg = cfg() if isinstance(cfg, type) else cfg
+    docs = field_docs(type(cfg))
+    hints = typing.get_type_hints(type(cfg))
+    keys = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += describe(value, f"{prefix}{f.name}.")
+        else:
+            keys.append(Key(f"{prefix}{f.name}", _type_name(hints[f.name]), repr(value), docs.get(f.name, "")))
+    return keys
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Field name -> the first sentence of the comment beside it (end of line) or right above it, from the
+    class's source (documentation that stays next to the field it documents; nothing to keep in sync)."""
+    import ast
+    import inspect
+    import io
+    import textwrap
+    import tokenize
+
+    source = textwrap.dedent(inspect.getsource(cls))
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+    lines = source.splitlines()
+    docs = {}
+    for node in ast.parse(source).body[0].body:
+        if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
+            continue
+        text = comments.get(node.end_lineno) or comments.get(node.lineno)
+        if text is None:  # the comment block above, read back to its first line
+            above, line = [], node.lineno - 1
+            while line >= 1 and line in comments and lines[line - 1].lstrip().startswith("#"):
+                above.insert(0, comments[line])
+                line -= 1
+            text = " ".join(above)
+        if text:
+            docs[node.target.id] = _first_sentence(text)
+    return docs
+
+
+def _first_sentence(text: str) -> str:
+    end = text.find(". ")
+    return text if end < 0 else text[:end + 1]
+
+
+def _type_name(hint) -> str:
+    """A type as a user writes its value: ``float``, ``int | None``, ``one of cosine, linear, constant``."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(str(a) for a in typing.get_args(hint))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(hint))
+    if origin in (tuple, list):
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        return f"list of {_type_name(args[0])}" if args else "list"
+    return "None" if hint is type(None) else getattr(hint, "__name__", str(hint))
+
+
+def help_text(cls: type) -> str:
+    """``--help-config``: every key of ``cls`` with its type, default and doc, one per line."""
+    keys = describe(cls)
+    width = max(len(k.path) for k in keys)
+    return "\n".join(f"{k.path:<{width}}  {k.type} = {k.default}" + (f"\n{'':<{width}}  {k.doc}" if k.doc else "")
+                     for k in keys)

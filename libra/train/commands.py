@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from libra.config import load_config
+from libra.config import help_text, load_config
 from libra.data import rejection
 
 _TRAINERS = {
@@ -25,13 +25,26 @@ def register(sub: argparse._SubParsersAction) -> None:
                                             "(dotted paths, e.g. optim.lr=2e-5 run.out=runs/x).")
         t.add_argument("--config", help="YAML file with the settings (defaults: the paper's recipe)")
         t.add_argument("overrides", nargs="*", metavar="key=value")
+        t.add_argument("--help-config", action="store_true",
+                       help="list every key (dotted path) with its type, default and doc, and exit")
         t.set_defaults(func=_run, trainer_name=name)
     rejection.register(trainers)
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.help_config:
+        print(help_text(config_class(args.trainer_name)))
+        return 0
     train(args.trainer_name, args.overrides, config=args.config)
     return 0
+
+
+def config_class(name: str) -> type:
+    """The config dataclass of trainer ``name`` (importing its module: torch, not a model)."""
+    import importlib
+
+    module, config_cls, _, _ = _TRAINERS[name]
+    return getattr(importlib.import_module(module), config_cls)
 
 
 def train(name: str, overrides: list[str], *, config: str | None = None, **kwargs) -> None:
@@ -39,7 +52,6 @@ def train(name: str, overrides: list[str], *, config: str | None = None, **kwarg
     then the trainer's entry point (``kwargs`` go to it, e.g. GRPO's ``engine_factory``)."""
     import importlib
 
-    module, config_cls, entry, _ = _TRAINERS[name]
-    mod = importlib.import_module(module)
-    cfg = load_config(getattr(mod, config_cls), config, overrides)
-    getattr(mod, entry)(cfg, **kwargs)
+    module, _, entry, _ = _TRAINERS[name]
+    cfg = load_config(config_class(name), config, overrides)
+    getattr(importlib.import_module(module), entry)(cfg, **kwargs)

@@ -35,16 +35,16 @@ from libra.train.sft import step_indices
 @dataclass
 class DPODataConfig:
     train: str = ""  # JSONL pairs: {"prompt": str | messages, "chosen": str, "rejected": str}
-    max_seq_len: int = 4096
-    epochs: int = 3
-    skip_bad: bool = False
+    max_seq_len: int = 4096  # tokens of prompt plus response, per side; a longer pair is an error naming its line
+    epochs: int = 3  # passes over the pairs (the paper: 3)
+    skip_bad: bool = False  # skip malformed or too-long pairs (counted and reported) instead of stopping
 
 
 @dataclass
 class DPOConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DPODataConfig = field(default_factory=DPODataConfig)
-    beta: float = 0.01
+    beta: float = 0.01  # DPO's inverse temperature on the policy/reference log-ratio margin (the paper: 0.01)
     # Weight of the chosen response's mean token NLL added to the DPO loss (RPO: Pang et al. 2024, iterative
     # reasoning preference optimisation). Plain DPO can lower the chosen responses' likelihood along with the
     # rejected ones'; the NLL term holds it up. 0 is the paper's DPO.

@@ -12,14 +12,14 @@ import torch
 
 @dataclass
 class OptimConfig:
-    lr: float = 1e-5
-    min_lr: float = 1e-6
-    schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    betas: tuple[float, ...] = (0.9, 0.95)
-    eps: float = 1e-8
-    grad_clip: float = 1.0
+    lr: float = 1e-5  # peak AdamW learning rate, reached after the warmup
+    min_lr: float = 1e-6  # where the cosine or linear decay ends, at the last optimizer step
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"  # the decay after the warmup
+    warmup_ratio: float = 0.03  # share of the optimizer steps spent ramping linearly up to lr
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
+    betas: tuple[float, ...] = (0.9, 0.95)  # AdamW's moment decay rates
+    eps: float = 1e-8  # AdamW's denominator epsilon
+    grad_clip: float = 1.0  # clip the global gradient norm to this (> 0; the norm is logged either way)
 
 
 def lr_factor(step: int, total: int, cfg: OptimConfig) -> float:

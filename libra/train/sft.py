@@ -25,10 +25,10 @@ from libra.train.session import TrainSession, load_tokenizer
 @dataclass
 class SFTDataConfig:
     train: str = ""  # JSONL chat rows: {"messages": [...]} or {"prompt": ..., "response": ...}
-    max_seq_len: int = 2048
-    packing: bool = True
-    epochs: int = 3
-    skip_bad: bool = False
+    max_seq_len: int = 2048  # tokens per example; a longer example is an error naming its file and line
+    packing: bool = True  # several examples per row up to max_seq_len (attention kept within each example)
+    epochs: int = 3  # passes over the training rows
+    skip_bad: bool = False  # skip malformed or too-long rows (counted and reported) instead of stopping
 
 
 @dataclass
