@@ -17,13 +17,23 @@ L_EXP = 16384  # expected response length in tokens (Appendix D)
 L_MAX = 32768  # maximum generated length in tokens during RL (Appendix D)
 
 
-def length_penalty(length: int, l_exp: int = L_EXP, l_max: int = L_MAX) -> float:
-    """Eq. 4: the share of the buffer ``l_max - l_exp`` that ``length`` (tokens) uses up, clipped to [0, 1]."""
+def _check_length(length: int, l_exp: int, l_max: int) -> None:
     if l_max <= l_exp:
         raise ValueError(f"l_max must exceed l_exp, got l_exp={l_exp}, l_max={l_max}")
     if length < 0:
         raise ValueError(f"length must be >= 0 tokens, got {length}")
+
+
+def length_penalty(length: int, l_exp: int = L_EXP, l_max: int = L_MAX) -> float:
+    """Eq. 4: the share of the buffer ``l_max - l_exp`` that ``length`` (tokens) uses up, clipped to [0, 1]."""
+    _check_length(length, l_exp, l_max)
     return min(max((length - l_exp) / (l_max - l_exp), 0.0), 1.0)
+
+
+def penalised_reward(is_correct: float, length: int, l_exp: int = L_EXP, l_max: int = L_MAX) -> float:
+    """Eq. 3: the correctness term minus the length penalty. The term is 1 or 0 for a rule-based check; a
+    judge reward blends verdicts into a value between (``libra.train.grpo.rollouts``)."""
+    return float(is_correct) - length_penalty(length, l_exp, l_max)
 
 
 def judging_reward(
@@ -49,10 +59,11 @@ def judging_reward(
     counts only after its ``</think>``, so a verdict left inside the reasoning earns nothing
     (``libra.judge.verdicts``).
     """
-    penalty = length_penalty(length, l_exp, l_max)
+    _check_length(length, l_exp, l_max)
     judge = judge_kind(kind)
     judge.check_label(label)
-    return float(judge.agrees(response_text, label, threshold=threshold, strict=strict)) - penalty
+    agrees = judge.agrees(response_text, label, threshold=threshold, strict=strict)
+    return penalised_reward(agrees, length, l_exp, l_max)
 
 
 def reasoning_reward(
@@ -65,7 +76,7 @@ def reasoning_reward(
     l_max: int = L_MAX,
 ) -> float:
     """Eq. 3 for a reasoning rollout: 1 if its final answer verifies against ``gold``, else 0, minus the penalty."""
-    penalty = length_penalty(length, l_exp, l_max)  # validate before paying for verification
+    _check_length(length, l_exp, l_max)  # before paying for verification
     from libra.verify import verify_answer  # lazy: keeps this module importable without the verifier's dependencies
 
-    return float(verify_answer(response_text, gold, timeout=timeout)) - penalty
+    return penalised_reward(verify_answer(response_text, gold, timeout=timeout), length, l_exp, l_max)

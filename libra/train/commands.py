@@ -19,10 +19,10 @@ _TRAINERS = {
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train with FSDP2 (one process, or many under torchrun)")
     trainers = p.add_subparsers(dest="trainer", required=True)
-    for name, (_, _, _, help_text) in _TRAINERS.items():
-        t = trainers.add_parser(name, help=help_text,
-                                description=f"{help_text}. Settings come from --config, then key=value overrides "
-                                            "(dotted paths, e.g. optim.lr=2e-5 run.out=runs/x).")
+    for name, (_, _, _, summary) in _TRAINERS.items():
+        t = trainers.add_parser(name, help=summary,
+                                description=f"{summary}. Settings come from --config, then key=value overrides "
+                                            "(dotted paths, e.g. optim.lr=2e-5 run.out=runs/x); --help-config lists every key.")
         t.add_argument("--config", help="YAML file with the settings (defaults: the paper's recipe)")
         t.add_argument("overrides", nargs="*", metavar="key=value")
         t.add_argument("--help-config", action="store_true",

@@ -4,7 +4,7 @@ resuming from the latest checkpoint (refusing a changed config, warning when a n
 learning-rate schedule), the pass count all ranks agree on, batches with the configured attention
 implementation (and the idle-rank batch), stepping the optimizer safely, logging, saving, exporting, and
 closing. SFT, DPO and GRPO each own only their data and their loss (see ``sft.py``, ``dpo.py``,
-``grpo.py``), so each loop reads in one sitting::
+``grpo/loop.py``), so each loop reads in one sitting::
 
     tokenizer = load_tokenizer(cfg)
     ... data, total steps ...

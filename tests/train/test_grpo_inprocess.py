@@ -12,9 +12,17 @@ from libra.config import load_config
 from libra.models.tiny import save_tiny
 from libra.rollout import HFEngine, SamplingParams
 from libra.rollout.types import Generation, Sample
-from libra.train import grpo
 from libra.train import session as session_mod
-from libra.train.grpo import GRPOConfig, Rollout, compute_logprobs, train_grpo, update
+from libra.train.grpo import (
+    GRPOConfig,
+    HeldOutEval,
+    Rollout,
+    assign_advantages,
+    compute_logprobs,
+    train_grpo,
+    uniform_groups,
+    update,
+)
 from libra.train.session import TrainSession
 
 
@@ -126,7 +134,7 @@ def test_held_out_eval_reads_verdicts_with_the_reward_threshold(setup, tmp_path,
     root, model = setup
     cfg = _cfg(root, model, tmp_path / "run", f"eval.bench={root / 'bench.jsonl'}", "eval.every=1",
                f"reward.threshold={threshold}")
-    held = grpo.HeldOutEval(SimpleNamespace(world=SimpleNamespace(is_main=True), step=0), cfg, updates_per_step=1)
+    held = HeldOutEval(SimpleNamespace(world=SimpleNamespace(is_main=True), step=0), cfg, updates_per_step=1)
     metrics = held(ScoreTwo())
     folder = tmp_path / "run" / "evals" / "step_00000000"
     predictions = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
@@ -139,7 +147,7 @@ def test_uniform_groups_counts_groups_whose_rewards_all_agree():
     rollouts = [Rollout(g, [1], [2], [-1.0], r, r > 0, False) for g, rs in enumerate([(1, 1), (0, 1), (0, 0)])
                 for r in rs]
     rewards = torch.tensor([r.reward for r in rollouts])
-    assert grpo._uniform(rewards, 2).tolist() == [True, False, True]
+    assert uniform_groups(rewards, 2).tolist() == [True, False, True]
 
 
 def test_on_policy_shortcut_equals_the_full_path(setup, tmp_path):
@@ -155,7 +163,7 @@ def test_on_policy_shortcut_equals_the_full_path(setup, tmp_path):
         gens = engine.generate(prompts, SamplingParams(n=4, temperature=0.7, max_tokens=6, seed=1, logprobs=True))
         rollouts = [Rollout(g, list(gen.prompt_token_ids), list(s.token_ids), list(s.logprobs), float(k % 2),
                             k % 2 == 1, False) for g, gen in enumerate(gens) for k, s in enumerate(gen.samples)]
-        grpo._select(rollouts, 4, dynamic=False)
+        assign_advantages(rollouts, 4, dynamic=False)
         session.model.eval()
         compute_logprobs(session, session.model, rollouts, "old_logp", 0.7)
         separate = [r.old_logp.clone() for r in rollouts]

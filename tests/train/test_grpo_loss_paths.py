@@ -11,8 +11,7 @@ import torch
 from libra.config import load_config
 from libra.models.tiny import save_tiny
 from libra.rollout import HFEngine, SamplingParams
-from libra.train import grpo
-from libra.train.grpo import GRPOConfig, Rollout, compute_logprobs, update
+from libra.train.grpo import GRPOConfig, Rollout, assign_advantages, compute_logprobs, update
 from libra.train.rl_batches import micro_batches
 from libra.train.session import TrainSession
 
@@ -50,7 +49,7 @@ def _cfg(root, model, out, *extra):
 
 def _rollouts(samples):
     out = [Rollout(g, p, r, e, float(k % 3 == 0), k % 3 == 0, t) for k, (g, p, r, e, t) in enumerate(samples)]
-    grpo._select(out, 4, dynamic=False)
+    assign_advantages(out, 4, dynamic=False)
     return out
 
 

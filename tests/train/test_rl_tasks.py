@@ -4,7 +4,7 @@ import json
 import pytest
 
 from libra.data.jsonl import DataError, SkipCounter
-from libra.train.grpo import PromptStream, Rollout, _select
+from libra.train.grpo import PromptStream, Rollout, assign_advantages
 from libra.train.rl_tasks import load_rl_items, score
 
 
@@ -62,11 +62,11 @@ def _rollout(group, reward):
 
 def test_dynamic_sampling_keeps_groups_whose_rewards_differ():
     rollouts = [_rollout(0, r) for r in (1, 0, 1, 0)] + [_rollout(1, 1.0) for _ in range(4)]
-    kept = _select(rollouts, 4, dynamic=True)
+    kept = assign_advantages(rollouts, 4, dynamic=True)
     assert [r.group for r in kept] == [0, 0, 0, 0]
     assert sum(r.advantage for r in kept) == pytest.approx(0.0, abs=1e-6) and kept[0].advantage > 0
-    assert len(_select(rollouts, 4, dynamic=False)) == 8
-    assert _select([_rollout(0, 0.0) for _ in range(4)], 4, dynamic=True) == []
+    assert len(assign_advantages(rollouts, 4, dynamic=False)) == 8
+    assert assign_advantages([_rollout(0, 0.0) for _ in range(4)], 4, dynamic=True) == []
 
 
 def test_verification_rows_render_with_their_reference_answer(tmp_path):
