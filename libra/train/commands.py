@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     for name, (_, _, _, summary) in _TRAINERS.items():
         t = trainers.add_parser(name, help=summary,
                                 description=f"{summary}. Settings come from --config, then key=value overrides "
-                                            "(dotted paths, e.g. optim.lr=2e-5 run.out=runs/x); --help-config lists every key.")
+                                            "(dotted paths, e.g. optim.lr=2e-5 run.out=runs/x); --help-config "
+                                            "lists every key.")
         t.add_argument("--config", help="YAML file with the settings (defaults: the paper's recipe)")
         t.add_argument("overrides", nargs="*", metavar="key=value")
         t.add_argument("--help-config", action="store_true",

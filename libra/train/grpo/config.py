@@ -19,24 +19,24 @@ from libra.train.rollout_correction import Mode
 @dataclass
 class GRPODataConfig:
     train: str = ""  # JSONL of judging rows and/or reasoning problems (see rl_tasks.py)
-    task: Literal[TASKS] = "pointwise"
+    task: Literal[TASKS] = "pointwise"  # the judge kind of judging rows; a row's own ``task`` overrides it
     template: str = "pointwise"  # judging prompt template: builtin name or file
-    prompts_per_step: int = 256
-    epochs: int = 1
-    skip_bad: bool = False
+    prompts_per_step: int = 256  # prompts per rollout step (each sampled rollout.n times)
+    epochs: int = 1  # passes over the training prompts
+    skip_bad: bool = False  # skip malformed rows (counted and reported) instead of stopping
 
 
 @dataclass
 class RolloutConfig:
-    engine: Literal["vllm", "hf"] = "vllm"
-    n: int = 8
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int = L_MAX
-    max_model_len: int | None = None
+    engine: Literal["vllm", "hf"] = "vllm"  # the rollout engine: vLLM, or transformers' generate (no vLLM)
+    n: int = 8  # samples per prompt: one GRPO group
+    temperature: float = 1.0  # sampling temperature (the trainer's log-probs use the same one)
+    top_p: float = 1.0  # nucleus sampling mass
+    max_tokens: int = L_MAX  # generation limit per sample (the paper: L_max, 32k)
+    max_model_len: int | None = None  # the engine's context length (None: the model config's)
     gpu_memory_utilization: float = 0.5  # the trainer shares the device (the engine sleeps during updates)
     dynamic_sampling: bool = False  # drop groups whose rewards all agree, then refill from the stream
-    max_refill_rounds: int = 3
+    max_refill_rounds: int = 3  # dynamic sampling's extra rounds per step before it trains on fewer groups
 
 
 @dataclass
@@ -51,20 +51,20 @@ class GRPOLossConfig:
     the mask (masked IS: the true ratio as weight) and reject (weight 1) modes drop the tokens whose ratio at
     their level lies outside [correction_low, correction_high]."""
 
-    eps_low: float = 0.2
-    eps_high: float = 0.28
-    dual_clip: float | None = None
+    eps_low: float = 0.2  # the ratio's lower clip, 1 - eps_low
+    eps_high: float = 0.28  # the ratio's upper clip, 1 + eps_high (clip-higher: above eps_low)
+    dual_clip: float | None = None  # dual-clip PPO's bound on negative-advantage losses (None: off)
     kl_coef: float = 1e-3  # 0 turns the reference model off (RL-zero)
-    kl_kind: Literal["k1", "k2", "k3", "abs"] = "k3"
-    agg: Literal[lk.AGGS] = "seq-mean-token-mean"
+    kl_kind: Literal["k1", "k2", "k3", "abs"] = "k3"  # the KL estimator against the reference model
+    agg: Literal[lk.AGGS] = "seq-mean-token-mean"  # how token losses become the batch loss (see above)
     norm_len: int | None = None  # Dr. GRPO's constant (None: rollout.max_tokens)
-    ratio_level: Literal["token", "sequence"] = "token"
+    ratio_level: Literal["token", "sequence"] = "token"  # per-token ratios, or one per sequence (GSPO)
     scale_advantages: bool = True  # divide group advantages by the group's std (Dr. GRPO: false)
-    mask_truncated: bool = False
-    rollout_correction: Mode = "none"
-    correction_low: float = 0.5
-    correction_high: float = 2.0
-    ppo_epochs: int = 1
+    mask_truncated: bool = False  # leave rollouts cut at max_tokens out of the loss (DAPO)
+    rollout_correction: Mode = "none"  # trainer/engine mismatch correction (see above)
+    correction_low: float = 0.5  # the mask and reject modes' lower ratio bound
+    correction_high: float = 2.0  # TIS's cap; the mask and reject modes' upper ratio bound
+    ppo_epochs: int = 1  # passes over each rollout step's samples, one optimizer step per mini-batch
 
 
 @dataclass
@@ -73,17 +73,17 @@ class RewardConfig:
     (``judge_reward.py``: its own engine, the pointwise ``judge_template``, no gold answer shown) and the
     correctness term is ``judge_weight * judged + (1 - judge_weight) * rule-based``."""
 
-    l_exp: int = L_EXP
-    l_max: int = L_MAX
+    l_exp: int = L_EXP  # length where the length penalty starts (Eq. 4)
+    l_max: int = L_MAX  # length where the penalty reaches 1 (Eq. 4)
     threshold: int = 2  # pointwise score >= threshold means "correct"
     strict_verdicts: bool = TRAINING_STRICT  # a verdict counts only after </think>, as in rejection sampling
-    judge: str = ""
-    judge_engine: Literal["vllm", "hf"] = "vllm"
-    judge_template: str = "pointwise"
-    judge_max_tokens: int = 1024
-    judge_temperature: float = 0.0
+    judge: str = ""  # a judge model folder that also rewards reasoning rollouts ("": the rule alone)
+    judge_engine: Literal["vllm", "hf"] = "vllm"  # the judge's own engine
+    judge_template: str = "pointwise"  # the judge's prompt template: builtin name or file
+    judge_max_tokens: int = 1024  # generation limit of one judgment
+    judge_temperature: float = 0.0  # the judge's sampling temperature (0: greedy)
     judge_max_model_len: int | None = None  # the judge's context (None: its config's)
-    judge_weight: float = 1.0
+    judge_weight: float = 1.0  # the judge's share of the correctness term (the rest: the rule)
 
 
 @dataclass
@@ -97,8 +97,8 @@ class GRPOEvalConfig:
     bench: str = ""  # judging rows (.jsonl, like a Libra Bench file)
     template: str = "pointwise"  # built-in name or template file
     every: int = 0  # rollout steps between evaluations (0: off)
-    max_tokens: int = 4096
-    temperature: float = 0.0
+    max_tokens: int = 4096  # generation limit per judgment
+    temperature: float = 0.0  # sampling temperature (0: greedy)
     n: int = 1  # judgments per row (accuracy is over all of them)
     verdict_mode: Literal["lenient", "strict"] = "lenient"  # as `libra eval libra-bench` reads verdicts
 
