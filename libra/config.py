@@ -4,8 +4,9 @@
 overrides in order (dotted paths into nested dataclasses, values parsed as YAML scalars so ``1e-5``,
 ``true`` and ``[1, 2]`` mean what they look like) and checks every value against the field's type. A
 wrong key or type is a ``ConfigError`` naming the file (or ``command line``), the key and the problem,
-raised before any work starts. The resolved config is written into the run directory, so a run can
-be reproduced from its own folder.
+raised before any work starts, as is a value that breaks a rule of its section (``check``). The resolved
+config is written into the run directory, so a run can be reproduced from its own folder. ``describe`` and
+``help_text`` list every key with its type, default and doc (``libra train grpo --help-config``).
 """
 
 from __future__ import annotations
@@ -58,7 +59,20 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
             node = node.setdefault(part, {})
         node[leaf] = value
         cfg = _merge(cfg, nested, "command line", "")
+    check(cfg)
     return cfg
+
+
+def check(cfg) -> None:
+    """Every rule that relates a config's values (a batch that divides the prompts, bounds that must order),
+    run as soon as the config is loaded, before any model, tokenizer or data: each section's own ``check()``
+    method, innermost first. A trainer also calls this on a config built in code."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            check(value)
+    if callable(getattr(cfg, "check", None)):
+        cfg.check()
 
 
 def to_dict(cfg) -> dict:

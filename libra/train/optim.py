@@ -9,6 +9,8 @@ from typing import Literal
 
 import torch
 
+from libra.config import ConfigError
+
 
 @dataclass
 class OptimConfig:
@@ -20,6 +22,12 @@ class OptimConfig:
     betas: tuple[float, ...] = (0.9, 0.95)  # AdamW's moment decay rates
     eps: float = 1e-8  # AdamW's denominator epsilon
     grad_clip: float = 1.0  # clip the global gradient norm to this (> 0; the norm is logged either way)
+
+    def check(self) -> None:
+        if not self.grad_clip > 0:  # clip_grad_norm_ at 0 would zero every gradient, not turn clipping off
+            raise ConfigError("config", "optim.grad_clip", f"must be > 0, got {self.grad_clip}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError("config", "optim.warmup_ratio", f"must lie in [0, 1), got {self.warmup_ratio}")
 
 
 def lr_factor(step: int, total: int, cfg: OptimConfig) -> float:

@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import libra_kernels as lk
+from libra.config import ConfigError
 from libra.judge.verdicts import TRAINING_STRICT
 from libra.rewards import L_EXP, L_MAX
 from libra.train.config import ModelConfig, RunConfig
 from libra.train.optim import OptimConfig
 from libra.train.rl_tasks import TASKS
-from libra.train.rollout_correction import Mode
+from libra.train.rollout_correction import Mode, check_thresholds
 
 
 @dataclass
@@ -114,3 +115,19 @@ class GRPOConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-6, schedule="constant", warmup_ratio=0.03))
     run: RunConfig = field(default_factory=lambda: RunConfig(out="runs/grpo", global_batch_size=256,
                                                               micro_batch_size=4))
+
+    def check(self) -> None:
+        """The rules across GRPO's sections (``libra.config.check`` runs them at load)."""
+        P, G = self.data.prompts_per_step, self.run.global_batch_size
+        if P % G:
+            raise ConfigError("config", "data.prompts_per_step", f"{P} is not a multiple of run.global_batch_size={G}")
+        try:
+            check_thresholds(self.loss.rollout_correction, self.loss.correction_low, self.loss.correction_high)
+        except ValueError as err:
+            raise ConfigError("config", "loss.rollout_correction", str(err)) from None
+        if self.run.max_tokens_per_micro_batch < 0:
+            raise ConfigError("config", "run.max_tokens_per_micro_batch", "must be >= 0 (0: micro_batch_size rows)")
+        if self.eval.n < 1:
+            raise ConfigError("config", "eval.n", f"must be >= 1 judgments per row, got {self.eval.n}")
+        if not 0 <= self.reward.judge_weight <= 1:
+            raise ConfigError("config", "reward.judge_weight", f"must lie in [0, 1], got {self.reward.judge_weight}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from libra.config import ConfigError
+from libra.config import ConfigError, check
 from libra.data.jsonl import SkipCounter
 from libra.rollout.logprob_check import logprob_mismatch
 from libra.train.grpo.advantages import assign_advantages, uniform_groups
@@ -35,7 +35,6 @@ from libra.train.grpo.rollouts import (
 from libra.train.judge_reward import JudgeReward
 from libra.train.model import full_state_dict
 from libra.train.rl_tasks import RLItem, load_rl_items
-from libra.train.rollout_correction import check_thresholds
 from libra.train.session import TrainSession, load_tokenizer
 from libra.verify import failure_counts
 
@@ -87,20 +86,13 @@ def train_grpo(cfg: GRPOConfig, *, engine_factory: EngineFactory | None = None,
     """``engine_factory(cfg, seed)`` starts the rollout engine (default ``start_engine``: vLLM or
     transformers as ``rollout.engine`` says); benchmarks pass their own to time or count it.
     ``judge_factory(cfg)`` starts the judge of ``reward.judge`` (default ``start_judge``)."""
+    check(cfg)  # a config built in code gets the checks load_config runs
     tokenizer = load_tokenizer(cfg)
     skipped = SkipCounter() if cfg.data.skip_bad else None
     items = load_rl_items(cfg.data.train, cfg.data.task, cfg.data.template, skipped)
     P, G = cfg.data.prompts_per_step, cfg.run.global_batch_size
     if not items:
         raise ConfigError(cfg.data.train, "data.train", "no usable prompts")
-    if P % G:
-        raise ConfigError("config", "data.prompts_per_step", f"{P} is not a multiple of run.global_batch_size={G}")
-    try:
-        check_thresholds(cfg.loss.rollout_correction, cfg.loss.correction_low, cfg.loss.correction_high)
-    except ValueError as err:
-        raise ConfigError("config", "loss.rollout_correction", str(err)) from None
-    if cfg.run.max_tokens_per_micro_batch < 0:
-        raise ConfigError("config", "run.max_tokens_per_micro_batch", "must be >= 0 (0: micro_batch_size rows)")
     updates_per_step = cfg.loss.ppo_epochs * (P // G)
     rollout_steps = max(1, -(-len(items) * cfg.data.epochs // P))
     total = rollout_steps * updates_per_step

@@ -109,8 +109,6 @@ def build_judge_reward(cfg: GRPOConfig, judge_factory: JudgeFactory | None) -> J
     from libra.models.checks import check_model_dir
 
     check_model_dir(rw.judge)
-    if not 0 <= rw.judge_weight <= 1:
-        raise ConfigError("config", "reward.judge_weight", f"must lie in [0, 1], got {rw.judge_weight}")
     context = rw.judge_max_model_len
     if context is None:
         from transformers import AutoConfig
