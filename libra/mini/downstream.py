@@ -17,6 +17,7 @@ problems compares them on the same draws. Results go to ``downstream.json`` in t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -107,11 +108,15 @@ def _pairs_for(name: str, solutions: list[dict], samples: Path, predictions: Pat
 
 def _dpo(cfg, policy: Path, pairs: Path, count: int, out: Path) -> Path:
     batch = min(16, count)  # a judge that finds few pairs still trains, on smaller batches
-    train_in_process("dpo", f"model.path={policy}", f"data.train={pairs}", f"data.epochs={cfg.dpo_epochs}",
-                     "data.max_seq_len=256", "beta=0.01", f"nll_coef={cfg.dpo_nll}", f"optim.lr={cfg.dpo_lr}",
-                     f"optim.min_lr={cfg.dpo_lr / 10}",
-                     f"run.global_batch_size={batch}", f"run.micro_batch_size={batch}", f"run.seed={cfg.seed}",
-                     f"run.out={out}", "run.tensorboard=false")
+    from libra.train.dpo import DPOConfig
+
+    base = DPOConfig()
+    train_in_process("dpo", replace(
+        base, model=replace(base.model, path=str(policy)),
+        data=replace(base.data, train=str(pairs), epochs=cfg.dpo_epochs, max_seq_len=256), beta=0.01,
+        nll_coef=cfg.dpo_nll, optim=replace(base.optim, lr=cfg.dpo_lr, min_lr=cfg.dpo_lr / 10),
+        run=replace(base.run, global_batch_size=batch, micro_batch_size=batch, seed=cfg.seed, out=str(out),
+                    tensorboard=False)))
     return out / "final"
 
 

@@ -35,11 +35,11 @@ LOG_KEYS = ("reward", "accuracy", "judge_correct", "judge_agreement", "judge_inv
 def _grpo(cfg, policy: Path, rows: Path, out: Path, engines, judge: Path | None) -> None:
     """GRPO of the policy on reasoning prompts (clip 0.2 / 0.28, k3 KL 1e-3, the Mini's sizes), rewarded by
     the rule or, with ``judge``, by that judge alone (``reward.judge_weight=1``)."""
-    reward = [] if judge is None else [
-        f"reward.judge={judge}", f"reward.judge_engine={cfg.engine}", f"reward.judge_template={MINI_TEMPLATE}",
-        f"reward.judge_max_tokens={cfg.max_judgment_tokens}", "reward.judge_temperature=0", "reward.judge_weight=1"]
+    reward = {} if judge is None else dict(
+        judge=str(judge), judge_engine=cfg.engine, judge_template=MINI_TEMPLATE,
+        judge_max_tokens=cfg.max_judgment_tokens, judge_temperature=0.0, judge_weight=1.0)
     grpo(cfg, policy, rows, out, engines, task="reasoning", max_tokens=SOLUTION_TOKENS,
-         l_exp=SOLUTION_TOKENS * 2 // 3, kl=1e-3, lr=cfg.judge_rl_lr, steps=cfg.judge_rl_steps, extra=tuple(reward))
+         l_exp=SOLUTION_TOKENS * 2 // 3, kl=1e-3, lr=cfg.judge_rl_lr, steps=cfg.judge_rl_steps, reward=reward)
 
 
 def _log(run: Path) -> list[dict]:

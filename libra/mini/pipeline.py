@@ -283,11 +283,10 @@ def _grpo(cfg: MiniConfig, model: Path, rows: Path, bench: Path, template: str, 
     """``steps`` of GRPO from ``model`` (the paper's recipe at Mini scale) on the shared engine, evaluating
     ``bench`` at step 0 and ``grpo_evals`` times evenly spaced after it (the last at the end)."""
     every = max(1, steps // cfg.grpo_evals) if cfg.grpo_evals else 0
-    evals = [f"eval.bench={bench}", f"eval.template={template}", f"eval.every={every}",
-             f"eval.max_tokens={cfg.max_judgment_tokens}", f"eval.temperature={cfg.eval_temperature}",
-             f"eval.n={cfg.eval_samples}"] if every else []
+    evals = dict(bench=str(bench), template=template, every=every, max_tokens=cfg.max_judgment_tokens,
+                 temperature=cfg.eval_temperature, n=cfg.eval_samples) if every else {}
     grpo(cfg, model, rows, out, engines, task="pointwise", max_tokens=cfg.max_judgment_tokens,
-         l_exp=cfg.length_penalty_from, kl=kl, lr=lr, steps=steps, extra=(f"data.template={template}", *evals))
+         l_exp=cfg.length_penalty_from, kl=kl, lr=lr, steps=steps, template=template, evals=evals)
 
 
 # Evaluations the GRPO runs already made with the final evaluation's settings (prompt, sampling, seed, the

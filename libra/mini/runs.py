@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from libra.judge.templates import REASONING_PROMPT
@@ -25,16 +26,16 @@ def template_of(variant: str) -> str:
     return TEMPLATES.get(variant, MINI_TEMPLATE)
 
 
-def train_in_process(kind: str, *overrides: str, engine_factory=None) -> None:
-    """A trainer run in this process through the entry point of ``libra train KIND key=value ...``
-    (``libra.train.commands.train``): the same config checks and trainer, without the ~6 s start-up of a
-    process per stage. ``engine_factory`` (GRPO) lends the rollout engine."""
-    from libra.train.commands import train
+def train_in_process(kind: str, cfg, engine_factory=None) -> None:
+    """Trainer ``kind`` on the config dataclass ``cfg`` in this process, through the entry point that
+    ``libra train`` uses (``libra.train.commands.run_trainer``: the same checks and trainer, without the ~6 s
+    start-up of a process per stage). ``engine_factory`` (GRPO) lends the rollout engine."""
+    from libra.train.commands import run_trainer
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     hook = sys.excepthook  # each process group wraps it with a "[rank0]:" prefix: one wrap per stage otherwise
     try:
-        train(kind, list(overrides), **({"engine_factory": engine_factory} if engine_factory else {}))
+        run_trainer(kind, cfg, **({"engine_factory": engine_factory} if engine_factory else {}))
     finally:
         sys.excepthook = hook
 
@@ -51,25 +52,37 @@ def reasoning_prompt(question: str) -> str:
 
 def sft(model: Path, rows: Path, out: Path, epochs: int, seq_len: int, lr: float) -> None:
     """Supervised fine-tuning of ``model`` on ``rows`` (a cosine schedule down to a tenth of ``lr``)."""
-    train_in_process("sft", f"model.path={model}", f"data.train={rows}", f"data.epochs={epochs}",
-                     f"data.max_seq_len={seq_len}", "run.global_batch_size=32", "run.micro_batch_size=32",
-                     f"optim.lr={lr}", f"optim.min_lr={lr / 10}", f"run.out={out}", "run.tensorboard=false")
+    from libra.train.sft import SFTConfig
+
+    cfg = SFTConfig()
+    train_in_process("sft", replace(
+        cfg, model=replace(cfg.model, path=str(model)),
+        data=replace(cfg.data, train=str(rows), epochs=epochs, max_seq_len=seq_len),
+        optim=replace(cfg.optim, lr=lr, min_lr=lr / 10),
+        run=replace(cfg.run, global_batch_size=32, micro_batch_size=32, out=str(out), tensorboard=False)))
 
 
 def grpo(cfg, model: Path, rows: Path, out: Path, engines: "SharedEngine", *, task: str, max_tokens: int, l_exp: int,
-         kl: float, lr: float, steps: int, extra: tuple[str, ...] = ()) -> None:
+         kl: float, lr: float, steps: int, template: str | None = None, evals: dict | None = None,
+         reward: dict | None = None) -> None:
     """``steps`` of GRPO from ``model`` on the shared engine with the Mini's sizes (``grpo_prompts`` prompts x
     ``grpo_n`` rollouts at ``grpo_temperature``, one optimizer step per rollout step, a constant ``lr``), the
-    length penalty from ``l_exp`` up to ``max_tokens``; ``extra`` overrides (a template, held-out evaluations,
-    a judge reward) go to ``libra train grpo`` as they are."""
-    train_in_process(
-        "grpo", f"model.path={model}", f"data.train={rows}", f"data.task={task}",
-        f"data.prompts_per_step={cfg.grpo_prompts}", f"run.global_batch_size={cfg.grpo_prompts}",
-        "run.micro_batch_size=32", f"rollout.engine={cfg.engine}", f"rollout.n={cfg.grpo_n}",
-        f"rollout.temperature={cfg.grpo_temperature}", f"rollout.max_tokens={max_tokens}", f"reward.l_exp={l_exp}",
-        f"reward.l_max={max_tokens}", f"loss.kl_coef={kl}", f"optim.lr={lr}", "optim.warmup_ratio=0",
-        f"run.max_steps={steps}", "data.epochs=100", f"run.seed={cfg.seed}", f"run.out={out}", "run.tensorboard=false",
-        *extra, engine_factory=engines.lend(model))
+    length penalty from ``l_exp`` up to ``max_tokens``; ``template`` (the judging prompt), ``evals`` (fields of
+    the ``eval`` section: held-out evaluations) and ``reward`` (more ``reward`` fields: a judge reward) as given."""
+    from libra.train.grpo import GRPOConfig
+
+    base = GRPOConfig()
+    data = replace(base.data, train=str(rows), task=task, prompts_per_step=cfg.grpo_prompts, epochs=100)
+    train_in_process("grpo", replace(
+        base, model=replace(base.model, path=str(model)),
+        data=data if template is None else replace(data, template=template),
+        rollout=replace(base.rollout, engine=cfg.engine, n=cfg.grpo_n, temperature=cfg.grpo_temperature,
+                        max_tokens=max_tokens),
+        reward=replace(base.reward, l_exp=l_exp, l_max=max_tokens, **(reward or {})),
+        loss=replace(base.loss, kl_coef=kl), eval=replace(base.eval, **(evals or {})),
+        optim=replace(base.optim, lr=lr, warmup_ratio=0.0),
+        run=replace(base.run, global_batch_size=cfg.grpo_prompts, micro_batch_size=32, max_steps=steps,
+                    seed=cfg.seed, out=str(out), tensorboard=False)), engine_factory=engines.lend(model))
 
 
 class SharedEngine:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from libra.config import help_text, load_config
+from libra.config import check, help_text, load_config
 from libra.data import rejection
 
 _TRAINERS = {
@@ -51,8 +51,14 @@ def config_class(name: str) -> type:
 def train(name: str, overrides: list[str], *, config: str | None = None, **kwargs) -> None:
     """``libra train NAME --config CONFIG key=value ...`` as a function: the same config loading and checks,
     then the trainer's entry point (``kwargs`` go to it, e.g. GRPO's ``engine_factory``)."""
+    run_trainer(name, load_config(config_class(name), config, overrides), **kwargs)
+
+
+def run_trainer(name: str, cfg, **kwargs) -> None:
+    """Trainer ``name`` on a config dataclass (loaded, or built in code as Libra-Mini does), after the rules
+    across its values (``libra.config.check``)."""
     import importlib
 
+    check(cfg)
     module, _, entry, _ = _TRAINERS[name]
-    cfg = load_config(config_class(name), config, overrides)
     getattr(importlib.import_module(module), entry)(cfg, **kwargs)
