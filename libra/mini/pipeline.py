@@ -253,8 +253,8 @@ def build_judging_data(cfg: MiniConfig, data: Path, model: Path, folder: Path) -
     set, judging rows mixed with reasoning problems (paper section 4.3)."""
     from transformers import AutoTokenizer
 
-    from libra.data.rejection import rejection_sample
     from libra.rollout.types import SamplingParams
+    from libra.train.rejection import rejection_sample
 
     rng = random.Random(cfg.seed)
     rows = read_rows(data / "train.jsonl")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from libra.config import check, help_text, load_config
-from libra.data import rejection
+from libra.train import rejection
 
 _TRAINERS = {
     "sft": ("libra.train.sft", "SFTConfig", "train_sft", "supervised fine-tuning on chat rows (assistant tokens)"),

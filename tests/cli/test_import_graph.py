@@ -1,5 +1,6 @@
-"""The package has no import loops: every ``import`` inside ``libra/`` (module level or inside a function)
-is an edge of a graph over libra's modules, and that graph must be acyclic.
+"""The package imports one way: every ``import`` inside ``libra/`` (module level or inside a function) is an
+edge of a graph over libra's modules; that graph must be acyclic, and between packages every edge must point
+down ``LAYERS`` (the order the README's Layout states).
 
 A loop is a design smell even when lazy imports keep it from failing at start-up (the command line
 importing a pipeline that builds command-line arguments to call an evaluation, say): the layers it crosses
@@ -9,6 +10,21 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2] / "libra"
+
+# libra's packages (and top-level modules) from the bottom up: a module may import its own package and any
+# lower layer, never a higher one nor its own layer's other members (kernels, libra_kernels, sit below all).
+LAYERS = (
+    ("libra", "config", "progress", "report"),  # leaf utilities: the version, config loading, bars, tables
+    ("verify", "judge"),  # answer checking; templates and verdicts
+    ("rewards", "models"),  # the paper's rewards; model files
+    ("data",),  # records, V2V, benches, pairs
+    ("rollout",),  # engines and weight sync
+    ("eval",),  # judging benches, metrics, generations
+    ("train",),  # trainers, rejection sampling
+    ("mini",),  # Libra-Mini, the whole method
+    ("cli",),  # the command line
+    ("__main__",),  # python -m libra
+)
 
 
 def _module_name(path: Path) -> str:
@@ -78,6 +94,30 @@ def test_the_checker_finds_a_loop():
     assert find_cycles({"a": {"b"}, "b": set()}) == []
 
 
+def layer_violations(graph: dict[str, set[str]], layers=LAYERS) -> list[str]:
+    """The imports between packages that do not point down ``layers``, as ``a -> b`` lines."""
+    rank = {pkg: i for i, names in enumerate(layers) for pkg in names}
+
+    def package(module: str) -> str:
+        parts = module.split(".")
+        return parts[1] if len(parts) > 1 else parts[0]
+
+    unknown = sorted({package(m) for m in graph} - set(rank))
+    assert not unknown, f"packages missing from LAYERS: {unknown}"
+    return sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets
+                  if package(a) != package(b) and rank[package(a)] <= rank[package(b)])
+
+
+def test_the_layer_check_finds_an_upward_import():
+    graph = {"libra.data.x": {"libra.eval.y", "libra.judge.z"}, "libra.eval.y": {"libra.data.x"},
+             "libra.judge.z": set(), "libra.verify.w": {"libra.judge.z"}}
+    assert layer_violations(graph) == ["libra.data.x -> libra.eval.y", "libra.verify.w -> libra.judge.z"]
+
+
+def test_packages_import_down_the_layers():
+    assert layer_violations(import_graph()) == []
+
+
 def test_libra_has_no_import_loops():
     graph = import_graph()
     assert "libra.cli" in graph and graph["libra.cli"], "the checker found no imports: it is broken"
@@ -87,3 +127,4 @@ def test_libra_has_no_import_loops():
 if __name__ == "__main__":
     for cycle in find_cycles(import_graph()):
         print(" <-> ".join(cycle))
+    print("\n".join(layer_violations(import_graph())))

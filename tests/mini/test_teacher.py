@@ -6,7 +6,6 @@ import re
 
 import pytest
 
-from libra.data.rejection import select
 from libra.eval.generations import GenerationStore, Request, generate_resumable
 from libra.eval.libra_bench import score_records
 from libra.judge import parse_pointwise, render, score_to_label, template_fields
@@ -15,6 +14,7 @@ from libra.mini.arith import SOURCE_MODELS, make_problems, respond, worked_solut
 from libra.mini.teacher import DEFAULT_SEED, ThinkingTeacher, direct_verdict, judge_text, skim_text
 from libra.models.tiny import train_tokenizer
 from libra.rollout.types import SamplingParams, prompt_token_ids
+from libra.train.rejection import select
 from libra.verify import extract_answer, verify_answer
 
 _PAIRS = re.compile(r"\ncheck ((?:\d\d[=x] ?)+)\n")

@@ -4,13 +4,13 @@ import json
 import pytest
 
 from libra.cli import main
-from libra.data.rejection import rejection_sample, select
 from libra.judge.verdicts import TRAINING_STRICT
 from libra.models.tiny import save_tiny
 from libra.rewards import judging_reward
 from libra.rollout import SamplingParams
 from libra.rollout.types import Generation, Sample
 from libra.train.grpo import GRPOConfig
+from libra.train.rejection import rejection_sample, select
 
 
 def test_select_keeps_agreeing_complete_judgments():
