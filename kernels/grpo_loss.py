@@ -26,7 +26,7 @@ and, when a gradient is wanted, d loss / d logp in the same pass; the backward i
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 import triton
@@ -36,13 +36,25 @@ from . import _dispatch as D
 from .kl_penalty import KL_KINDS, kl_penalty_torch, kl_terms
 
 _TINY = torch.finfo(torch.float32).tiny
-# agg -> the per-sequence factor from (count_s, n_seqs, norm_len); w = mask * factor of its sequence
+
+
+class Aggregation(NamedTuple):
+    """``factor(count_s, n_seqs, norm_len)``: the per-sequence factor (w = mask * factor of its sequence).
+    ``unit``: what the loss is a mean over, "token" or "sequence"; a trainer that splits a batch into
+    micro-batches weights each one's loss by how many of these it holds, so their sum is the batch's loss."""
+
+    unit: str
+    factor: Callable[[torch.Tensor, int, float], torch.Tensor]
+
+
 AGGREGATIONS = {
-    "token-mean": lambda count, n_seqs, norm_len: torch.where(count.sum() > 0, 1.0 / count.sum().clamp_min(_TINY),
-                                                              0.0).expand_as(count),
-    "seq-mean-token-mean": lambda count, n_seqs, norm_len: 1.0 / (count.clamp_min(_TINY) * n_seqs),
-    "seq-mean-token-sum": lambda count, n_seqs, norm_len: torch.ones_like(count) / n_seqs,
-    "seq-mean-token-sum-norm": lambda count, n_seqs, norm_len: torch.ones_like(count) / (norm_len * n_seqs),
+    "token-mean": Aggregation("token", lambda count, n_seqs, norm_len: torch.where(
+        count.sum() > 0, 1.0 / count.sum().clamp_min(_TINY), 0.0).expand_as(count)),
+    "seq-mean-token-mean": Aggregation("sequence", lambda count, n_seqs, norm_len:
+                                       1.0 / (count.clamp_min(_TINY) * n_seqs)),
+    "seq-mean-token-sum": Aggregation("sequence", lambda count, n_seqs, norm_len: torch.ones_like(count) / n_seqs),
+    "seq-mean-token-sum-norm": Aggregation("sequence", lambda count, n_seqs, norm_len:
+                                           torch.ones_like(count) / (norm_len * n_seqs)),
 }
 AGGS = tuple(AGGREGATIONS)
 RATIO_LEVELS = ("token", "sequence")
@@ -92,7 +104,7 @@ def token_weights(mask: torch.Tensor, agg: str, index: torch.Tensor | None = Non
         index, sequences = sequence_index(mask, None)
     count = _per_sequence_sum(mask, index, sequences)
     n_seqs = (count > 0).sum().clamp_min(1).float()
-    factor = torch.where(count > 0, AGGREGATIONS[agg](count, n_seqs, norm_len), 0.0)
+    factor = torch.where(count > 0, AGGREGATIONS[agg].factor(count, n_seqs, norm_len), 0.0)
     return mask * factor[index]
 
 

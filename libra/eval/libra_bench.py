@@ -325,7 +325,7 @@ def summarize(per_row: Sequence[Sequence[dict]], kind: str, *, bootstrap: int = 
     generated = [p["num_tokens"] for p in judgments if p["finish_reason"] != PROMPT_TOO_LONG]
     metrics["mean_judgment_tokens"] = float(np.mean(generated)) if generated else 0.0
     metrics["finish_reasons"] = dict(sorted(Counter(p["finish_reason"] for p in judgments).items()))
-    if kind == "pointwise":
+    if judge_kind(kind).uses_threshold:
         metrics["by_threshold"] = {}
         for t in THRESHOLDS:
             report = subset_report([{**p, "pred": binary(p["score"], kind, t)} for p in judgments])
@@ -356,7 +356,7 @@ def scoring_notes(kind: str, n: int, verdict_mode: str = "lenient") -> dict:
                             "its judgments are invalid (wrong), counted per subset, and left out of the mean "
                             "judgment length",
     }
-    if kind == "pointwise":
+    if judge_kind(kind).uses_threshold:
         notes["threshold"] = "a pointwise score >= threshold is a 'correct' prediction; by_threshold varies it"
     if n > 1:
         notes["samples"] = (f"{n} samples per row: headline metrics pool all samples (= the mean over sample "

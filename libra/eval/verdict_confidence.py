@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Sequence
 
 from libra.eval.generations import KeyedStore, Request
-from libra.judge import judge_kind
+from libra.judge import KINDS, judge_kind
 from libra.judge.verdicts import verdict_span
 from libra.progress import progress_bar
 from libra.rollout.types import Engine, prompt_token_ids
 
-CANDIDATES = {"pointwise": tuple(f"score={s}" for s in range(5)), "verification": ("Correct", "Wrong")}
+CANDIDATES = {name: kind.candidates for name, kind in KINDS.items() if kind.candidates}  # kinds that have them
 BATCH = 64  # candidate sequences per engine call
 
 

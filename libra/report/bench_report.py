@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from libra.judge import judge_kind
 from libra.report.markdown import markdown_table, percent
 
 PLOTS = {"confusion": "confusion.png", "subsets": "accuracy_by_subset.png", "source_models": "accuracy_by_model.png"}
@@ -38,7 +39,7 @@ def report_notes(resolved: dict, metrics: dict, *, plots: bool = True) -> list[s
     s = resolved["sampling"]
     ci = metrics["average_ci95"]
     c = metrics["confusion"]
-    threshold = f", threshold {resolved['threshold']}" if resolved["verdict"] == "pointwise" else ""
+    threshold = f", threshold {resolved['threshold']}" if judge_kind(resolved["verdict"]).uses_threshold else ""
     engine = f", engine {resolved['engine']}" if resolved.get("engine") else ""
     notes = [
         f"Bench `{resolved['bench']}` ({resolved['rows']} rows), template `{resolved['template']}` "

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from libra.data.jsonl import DataError, Record, SkipCounter, read_jsonl, reject
 from libra.judge import KINDS, REASONING_PROMPT, judge_kind, render  # the reasoning prompt is pass@k's too
+from libra.judge.kinds import FIELD_TYPES
 from libra.judge.verdicts import TRAINING_STRICT
 from libra.rewards import judging_reward, length_penalty, reasoning_reward
 
@@ -54,12 +55,7 @@ def _item(rec: Record, default_task: str, template: str) -> RLItem:
     label = rec.get("label", type(kind.labels[0]))
     if label not in kind.labels:
         raise DataError(rec.path, rec.line, "label", f"a {task} label is one of {kind.labels}, got {label!r}")
-    if task == "pairwise":
-        fields = {"response_a": rec.get("response_a", str), "response_b": rec.get("response_b", str)}
-    else:
-        fields = {"response": rec.get("response", str)}
-        if task == "verification":
-            fields["reference"] = str(rec.get("reference", (str, int, float)))
+    fields = {name: str(rec.get(name, FIELD_TYPES.get(name, str))) for name in kind.row_fields}
     text = render(name, question=question, **fields)
     return RLItem(rid, task, [{"role": "user", "content": text}], label)
 

@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parents[2] / "libra"
 # libra's packages (and top-level modules) from the bottom up: a module may import its own package and any
 # lower layer, never a higher one nor its own layer's other members (kernels, libra_kernels, sit below all).
 LAYERS = (
-    ("libra", "config", "progress", "report"),  # leaf utilities: the version, config loading, bars, tables
-    ("verify", "judge"),  # answer checking; templates and verdicts
-    ("rewards", "models"),  # the paper's rewards; model files
+    ("libra", "config", "progress"),  # leaf utilities: the version, config loading, progress bars
+    ("verify", "judge"),  # answer checking; templates, verdicts and the judge kinds
+    ("rewards", "models", "report"),  # the paper's rewards; model files; tables, report sections, plots
     ("data",),  # records, V2V, benches, pairs
     ("rollout",),  # engines and weight sync
     ("eval",),  # judging benches, metrics, generations

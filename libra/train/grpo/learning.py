@@ -119,7 +119,7 @@ def update(session: TrainSession, cfg: GRPOConfig, mini: list[Rollout], on_polic
         live = float(mask.sum())
         live_seqs = 0 if rt.idle else int(torch.zeros(len(rows)).index_add_(
             0, rt.segments[0].cpu(), mask[0].cpu()).gt(0).sum())
-        units = live if loss_cfg.agg == "token-mean" else live_seqs
+        units = live if lk.AGGREGATIONS[loss_cfg.agg].unit == "token" else live_seqs
         (loss * units).backward()
         counts["live_tokens"] += live
         counts["units"] += units
