@@ -81,9 +81,8 @@ class MiniConfig:
     base_epochs: int = 5
     reasoning_problems: int = 3000  # worked solutions in the base's data
     # Digit-by-digit comparison instructions in the base's data (arith.comparison_instruction), a quarter of
-    # them with differences drawn in every column (arith.digit_variant). At 6,000 the thinking SFT judge's
-    # flags were right on 100% / 99% of equal / differing numbers on the bench and it copied the response's
-    # answer right in 99.5% of checks; at 2,000, flags as good but answers copied right in 83%.
+    # them with differences drawn in every column (arith.digit_variant): the practice a judge's check needs
+    # to copy and compare digits (the sizes tried: docs/libra-mini.md).
     comparison_rows: int = 6000
     skill_rows: int = 2000  # extraction and property instructions in the base's data, half each
     judge_rows: int = 2000  # judging rows per SFT variant (mixed with non-judging rows)
@@ -93,8 +92,8 @@ class MiniConfig:
     teacher_error_rate: float = 0.2
     teacher_skim_rate: float = 0.5  # judgments that trust the response unchecked (see teacher.skim_text)
     teacher_samples: int = 2
-    # SFT+RL: the training reward (training prompts) levels off at about 0.95 by step 20 (0.93-0.98 over
-    # steps 20-40, seed 0), where most groups already agree on every sample.
+    # SFT+RL steps, chosen where the training reward (training prompts, not the bench) levels off and most
+    # groups already agree on every sample (docs/libra-mini.md).
     grpo_steps: int = 20
     grpo_zero_steps: int = 20  # RL-zero: settled on one verdict by step 15; more steps only cost time
     grpo_lr: float = 2e-4  # SFT+RL
@@ -111,11 +110,9 @@ class MiniConfig:
     policy_epochs: int = 3  # the downstream policy: SFT on an often-wrong solver's solutions
     policy_temperature: float = 0.7  # sampling temperature of the policy's solutions (labelled and tested)
     policy_samples: int = 8  # samples per problem, for the judges to label and for pass@1
-    # DPO (beta 0.01, the paper's) with the chosen responses' NLL added (``dpo_nll``, RPO; plain DPO lowered
-    # the chosen responses' log-probs and pass@1). Chosen on the labelled problems' own pass@1 with gold pairs
-    # (seed 0), never on the test set: lr 3e-5 x 4 epochs plain DPO -14.4 points; with the NLL term lr 3e-5
-    # +14.5, 1e-4 +23.0, 3e-4 +28.4, 1e-3 +22.6 (4 epochs); lr 3e-4 x 2 / 8 / 16 epochs +19.1 / +35.5 / +44.3
-    # (16 epochs doubles the stage's DPO time); NLL weight 0.3 +26.2.
+    # DPO (beta 0.01, the paper's) with the chosen responses' NLL added (``dpo_nll``, RPO: plain DPO lowered
+    # the chosen responses' log-probs and with them pass@1); lr and epochs chosen on the labelled problems'
+    # own pass@1 with gold pairs, never on the test problems (the sweep: docs/libra-mini.md).
     dpo_epochs: int = 8
     dpo_lr: float = 3e-4
     dpo_nll: float = 1.0
