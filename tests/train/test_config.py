@@ -70,6 +70,9 @@ def test_example_configs_load(name, trainer):
 
 
 @pytest.mark.parametrize(("trainer", "override", "message"), [
+    ("grpo", "loss.eps_low=-1", "loss.eps_low: the clip range needs 0 <= eps_low < 1"),
+    ("grpo", "loss.agg=token-sum", "loss.agg: expected one of"),
+    ("grpo", "loss.dual_clip=0.5", "loss.dual_clip: must be > 1"),
     ("grpo", "data.prompts_per_step=10", "data.prompts_per_step: 10 is not a multiple of run.global_batch_size=256"),
     ("grpo", "loss.correction_low=1.5", "loss.rollout_correction"),
     ("grpo", "eval.n=0", "eval.n: must be >= 1"),

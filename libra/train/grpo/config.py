@@ -118,6 +118,15 @@ class GRPOConfig:
 
     def check(self) -> None:
         """The rules across GRPO's sections (``libra.config.check`` runs them at load)."""
+        loss = self.loss
+        if not 0 <= loss.eps_low < 1 or not loss.eps_high >= 0:
+            raise ConfigError("config", "loss.eps_low" if not 0 <= loss.eps_low < 1 else "loss.eps_high",
+                              f"the clip range needs 0 <= eps_low < 1 and eps_high >= 0, got {loss.eps_low} and "
+                              f"{loss.eps_high}")
+        if loss.dual_clip is not None and not loss.dual_clip > 1:
+            raise ConfigError("config", "loss.dual_clip", f"must be > 1 (or null: off), got {loss.dual_clip}")
+        if loss.kl_coef < 0:
+            raise ConfigError("config", "loss.kl_coef", f"must be >= 0 (0: no reference model), got {loss.kl_coef}")
         P, G = self.data.prompts_per_step, self.run.global_batch_size
         if P % G:
             raise ConfigError("config", "data.prompts_per_step", f"{P} is not a multiple of run.global_batch_size={G}")
