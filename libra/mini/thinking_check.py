@@ -2,7 +2,7 @@
 
 A checking judgment (``teacher.judge_text``) has three parts that can each be checked exactly: the sum it
 recomputed (against ``a + b``), its copy of the response's final answer (against the response), and the
-running flags written after each pair of digits (against the flags of the two numbers it wrote itself,
+flags written after each pair of digits (against the flags of the two numbers it wrote itself,
 ``arith.compare_lines``); its verdict either follows its flags or not. A skimming judgment checks nothing.
 Accuracy alone cannot say which of these limits a judge, and so whether RL can move it: a judge whose flags
 ignore the digits can only trade false negatives for false positives. Read from an evaluation's
@@ -16,7 +16,7 @@ import json
 import re
 from pathlib import Path
 
-from libra.mini.arith import DIFFER, parse_question, running_flags
+from libra.mini.arith import DIFFER, pair_flags, parse_question
 from libra.mini.teacher import SKIM_LINE
 from libra.verify import extract_answer
 
@@ -48,7 +48,7 @@ def score_judgment(text: str, question: str, response: str, verdict: bool | None
     return {"kind": "check", "sum_right": ours.isdigit() and int(ours) == a + b,
             "answer_right": shown is not None and paired and shown.isdigit() and int(theirs) == int(shown),
             "differ": ours != theirs,
-            "flags_right": paired and flags == running_flags(ours, theirs),
+            "flags_right": paired and flags == pair_flags(ours, theirs),
             "verdict_follows_flags": verdict is not None and verdict == (DIFFER not in flags)}
 
 

@@ -21,7 +21,7 @@ from libra.mini.arith import (
     make_problems,
     near_miss,
     parse_question,
-    running_flags,
+    pair_flags,
     respond,
     worked_solution,
     written_steps,
@@ -152,16 +152,16 @@ def test_respond_is_deterministic_given_the_generator():
 def test_compare_lines_pads_and_flags_each_digit_pair():
     lines, same = compare_lines("132", "123", 3)
     assert lines == ["check 11= 32x 23x"] and not same
-    # Running flags: x from the first differing pair on, so the last flag is the verdict.
-    assert compare_lines("1324", "1224", 4) == (["check 11= 32x 22x 44x"], False)
+    # Each pair has its own flag: equal digits after a difference are flagged equal; one x means no match.
+    assert compare_lines("1324", "1224", 4) == (["check 11= 32x 22= 44="], False)
     lines, same = compare_lines("87", "087", 3)
     assert lines == ["check 00= 88= 77="] and same
     # An answer longer than the width widens both sides; a non-number never matches.
     assert compare_lines("87", "1870", 3) == (["check 01x 08x 87x 70x"], False)
-    assert compare_lines("87", "1087", 3) == (["check 01x 00x 88x 77x"], False)
+    assert compare_lines("87", "1087", 3) == (["check 01x 00= 88= 77="], False)
     assert compare_lines("87", "8 7", 3) == (["check 087 8 7 x"], False)
     assert compare_lines("87", None, 3) == (["check 087 none x"], False)
-    assert running_flags("050", "050") == "===" and running_flags("050", "041") == "=xx"
+    assert pair_flags("050", "050") == "===" and pair_flags("050", "051") == "==x"
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ def test_compare_lines_put_each_flag_next_to_the_digits_it_compares(tokenizer_fo
     firsts, seconds = digits[0::2], digits[1::2]
     assert all(b == a + 1 for a, b in zip(firsts, seconds))
     assert [tokens[a] for a in firsts] == list(ours) and [tokens[b] for b in seconds] == list(theirs)
-    assert [tokens[b + 1] for b in seconds] == list(running_flags(ours, theirs))
+    assert [tokens[b + 1] for b in seconds] == list(pair_flags(ours, theirs))
 
 
 def test_digit_variant_differs_first_at_every_position():

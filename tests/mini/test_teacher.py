@@ -60,12 +60,12 @@ def test_mini_template_renders_and_is_short():
 def test_judgment_shape():
     text = judge_text("Compute 482 + 739.", "...\nSo the answer is \\boxed{1211}.", slip=False, rng=random.Random(0))
     assert text == ("<think>\nCompute 482 + 739.\n2+9+0=11 write 1 carry 1\n8+3+1=12 write 2 carry 1\n"
-                    "4+7+1=12 write 12\ncheck 11= 22= 21x 11x\n</think>\nWrong. [[score=0]]")
+                    "4+7+1=12 write 12\ncheck 11= 22= 21x 11=\n</think>\nWrong. [[score=0]]")
     right = judge_text("Compute 48 + 39.", "So the answer is \\boxed{87}.", slip=False, rng=random.Random(0))
     # Both numbers are zero-padded to one digit more than the operands, so the pairs line up digit by digit.
     assert right.endswith("check 00= 88= 77=\n</think>\nCorrect. [[score=4]]")
     short = judge_text("Compute 48 + 39.", "So the answer is \\boxed{7}.", slip=False, rng=random.Random(0))
-    assert "check 00= 80x 77x\n" in short and not verdict_label(short)
+    assert "check 00= 80x 77=\n" in short and not verdict_label(short)
     missing = judge_text("Compute 482 + 739.", "I am not sure.", slip=False, rng=random.Random(0))
     assert "check 1221 none x\n" in missing and not verdict_label(missing)
     assert (direct_verdict(True), direct_verdict(False)) == ("[[score=4]]", "[[score=0]]")

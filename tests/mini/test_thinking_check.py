@@ -6,7 +6,7 @@ import random
 import pytest
 
 from libra.mini.teacher import judge_text, skim_text
-from libra.mini.arith import running_flags
+from libra.mini.arith import pair_flags
 from libra.mini.thinking_check import check_eval, score_judgment
 
 Q = "Compute 36 + 14."
@@ -14,9 +14,9 @@ RIGHT = "6+4+0=10 write 0 carry 1\n3+1+1=5 write 5\nSo the answer is \\boxed{50}
 WRONG = "6+4+0=10 write 0 carry 1\n3+1+0=4 write 4\nSo the answer is \\boxed{40}."
 
 
-def test_running_flags():
-    assert running_flags("050", "050") == "===" and running_flags("050", "040") == "=xx"
-    assert running_flags("132", "123") == "=xx" and running_flags("050", "051") == "==x"
+def test_pair_flags():
+    assert pair_flags("050", "050") == "===" and pair_flags("050", "040") == "=x="
+    assert pair_flags("132", "123") == "=xx" and pair_flags("050", "051") == "==x"
 
 
 def test_teacher_judgments_score_as_what_they_are():
@@ -38,10 +38,10 @@ def test_teacher_judgments_score_as_what_they_are():
 
 def test_corrupted_lines_are_caught():
     text = judge_text(Q, WRONG, slip=False, rng=random.Random(0))
-    assert "\ncheck 00= 54x 00x\n" in text
-    flags = score_judgment(text.replace("00= 54x 00x", "00= 54= 00="), Q, WRONG, verdict=False)
+    assert "\ncheck 00= 54x 00=\n" in text
+    flags = score_judgment(text.replace("00= 54x 00=", "00= 54= 00="), Q, WRONG, verdict=False)
     assert flags["flags_right"] is False and flags["verdict_follows_flags"] is False  # all = would say correct
-    copy = score_judgment(text.replace("00= 54x 00x", "00= 54x 01x"), Q, WRONG, verdict=False)
+    copy = score_judgment(text.replace("00= 54x 00=", "00= 54x 01x"), Q, WRONG, verdict=False)
     assert copy["answer_right"] is False and copy["flags_right"] is True
     assert score_judgment(text, Q, WRONG, verdict=None)["verdict_follows_flags"] is False  # no verdict
 
@@ -54,7 +54,7 @@ def test_check_eval_shares(tmp_path):
     rng = random.Random(0)
     right_check = judge_text(Q, RIGHT, slip=False, rng=rng)
     wrong_check = judge_text(Q, WRONG, slip=False, rng=rng)
-    flipped = wrong_check.replace("00= 54x 00x", "00= 54= 00=")
+    flipped = wrong_check.replace("00= 54x 00=", "00= 54= 00=")
     gens = [{"id": "bench/r#abc", "samples": [{"text": right_check}, {"text": skim_text(RIGHT)}]},
             {"id": "bench/w#def", "samples": [{"text": wrong_check}, {"text": flipped}]}]
     preds = [{"id": i, "sample": k, "pred": p, "valid": True}
