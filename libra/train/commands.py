@@ -51,14 +51,19 @@ def config_class(name: str) -> type:
 def train(name: str, overrides: list[str], *, config: str | None = None, **kwargs) -> None:
     """``libra train NAME --config CONFIG key=value ...`` as a function: the same config loading and checks,
     then the trainer's entry point (``kwargs`` go to it, e.g. GRPO's ``engine_factory``)."""
-    run_trainer(name, load_config(config_class(name), config, overrides), **kwargs)
+    _entry(name)(load_config(config_class(name), config, overrides), **kwargs)  # load_config ran the checks
 
 
 def run_trainer(name: str, cfg, **kwargs) -> None:
     """Trainer ``name`` on a config dataclass (loaded, or built in code as Libra-Mini does), after the rules
-    across its values (``libra.config.check``)."""
+    across its values (``libra.config.check``, which ``load_config`` runs for a loaded one)."""
+    check(cfg)
+    _entry(name)(cfg, **kwargs)
+
+
+def _entry(name: str):
+    """Trainer ``name``'s entry point (``train_sft``, ``train_grpo``, ``train_dpo``)."""
     import importlib
 
-    check(cfg)
     module, _, entry, _ = _TRAINERS[name]
-    getattr(importlib.import_module(module), entry)(cfg, **kwargs)
+    return getattr(importlib.import_module(module), entry)
