@@ -125,24 +125,6 @@ def write_prompts(path: Path, count: int, seed: int, context_words: tuple[int, i
     return path
 
 
-def point_eos_along_the_mean_state(model_dir: str, alpha: float, seed: int) -> None:
-    """Rewrite the model's (tied) EOS row as ``alpha * m / |m|^2``, m the mean final hidden state over one
-    sampled continuation: the EOS logit is then ~alpha at every position, so a random model ends its
-    completions at varied lengths instead of always at the limit."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": "What is 12 + 34? Think step by step."}],
-                                        add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        sampled = model.generate(ids, do_sample=True, max_new_tokens=200, min_new_tokens=200)
-        mean = model.model(sampled).last_hidden_state[0].mean(0)
-        model.get_output_embeddings().weight[tokenizer.eos_token_id] = alpha * mean / mean.norm() ** 2
-    model.save_pretrained(model_dir)
-
-
 class MemorySampler:
     """Polls the summed RSS of this process and all its descendants (vLLM's engine core runs in one) in a
     thread, keeping (wall time, bytes) samples so a caller can take the peak over any time window."""
@@ -382,7 +364,7 @@ def main(argv: list[str]) -> int:
         return 0
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device")
-    from libra.models.tiny import TinyConfig, save_tiny
+    from libra.models.tiny import TinyConfig, point_eos_along_the_mean_state, save_tiny
 
     settings = {**SETTINGS, "lengths": args.lengths, "max_tokens_per_micro_batch": MAX_TOKENS_PER_MICRO_BATCH,
                 **LENGTHS[args.lengths], **(REAL_MODEL if args.model else {}), **(QUICK if args.quick else {})}

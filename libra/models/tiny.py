@@ -112,3 +112,22 @@ def save_tiny(out: str | Path, config: TinyConfig = TinyConfig(), *, texts: Iter
     tokenizer.save_pretrained(out)
     marker.write_text(json.dumps(stamp, indent=1))
     return out
+
+
+def point_eos_along_the_mean_state(model_dir: str, alpha: float, seed: int) -> None:
+    """Rewrite the model's (tied) EOS row as ``alpha * m / |m|^2``, m the mean final hidden state over one
+    sampled continuation: the EOS logit is then ~alpha at every position, so a random model ends its
+    completions at varied lengths instead of always at the limit."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "What is 12 + 34? Think step by step."}],
+                                        add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        sampled = model.generate(ids, do_sample=True, max_new_tokens=200, min_new_tokens=200)
+        mean = model.model(sampled).last_hidden_state[0].mean(0)
+        model.get_output_embeddings().weight[tokenizer.eos_token_id] = alpha * mean / mean.norm() ** 2
+    model.save_pretrained(model_dir)

@@ -49,8 +49,10 @@ class Checkpointer:
         path = self.root / pointer.read_text().strip()
         return path if (path / "trainer.json").is_file() else None
 
-    def save(self, step: int, model, optimizer, trainer_state: dict) -> Path:
-        """Collective. ``trainer_state`` (JSON-able: data position, scheduler) is written by rank 0."""
+    def save(self, step: int, model, optimizer, trainer_state: dict, rank_state: dict | None = None) -> Path:
+        """Collective. ``trainer_state`` (JSON-able: data position, scheduler) is written by rank 0;
+        ``rank_state`` (tensors, lists, numbers: what only this rank holds, such as asynchronous GRPO's
+        rollouts sampled ahead) by every rank, loaded back by ``rank_state``."""
         name = f"step_{step:08d}"
         final, tmp = self.root / name, self.root / f".tmp-{name}"
         if self.world.is_main:
@@ -60,6 +62,8 @@ class Checkpointer:
         model_sd, optim_sd = get_state_dict(model, optimizer)
         dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
         torch.save(_rng_state(), tmp / f"rng_rank{self.world.rank}.pt")
+        if rank_state is not None:
+            torch.save(rank_state, tmp / f"state_rank{self.world.rank}.pt")
         dist.barrier()
         if self.world.is_main:
             state = dict(trainer_state, step=step, world_size=self.world.world_size)
@@ -77,6 +81,11 @@ class Checkpointer:
         """The trainer state saved with the checkpoint at ``path``, readable before any model exists (a resume
         checks it against the new settings first)."""
         return json.loads((path / "trainer.json").read_text())
+
+    def rank_state(self, path: Path) -> dict | None:
+        """This rank's ``rank_state`` saved with the checkpoint at ``path`` (None when it saved none)."""
+        file = path / f"state_rank{self.world.rank}.pt"
+        return torch.load(file, weights_only=True) if file.is_file() else None
 
     def load(self, path: Path, model, optimizer) -> dict:
         """Restore model and optimizer shards (resharded to this world size), this rank's RNG states when

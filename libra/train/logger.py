@@ -54,7 +54,7 @@ class RunLogger:
                     self.writer.add_scalar(key, value, step)
         shown = {k: metrics[k] for k in ("loss", "reward", "accuracy", "lr", "tokens_per_s") if k in metrics}
         self.bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)  # the update shows them
-        self.bar.update(step - self.bar.n)
+        self.bar.update(max(step - self.bar.n, 0))  # an evaluation logged late carries an earlier step
 
     def close(self) -> None:
         if self.writer is not None:

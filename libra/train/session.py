@@ -220,17 +220,22 @@ class TrainSession:
     def global_sum(self, *values: float) -> list[float]:
         return all_reduce_sum(list(values), self.world.device)
 
-    def maybe_save(self, trainer_state: dict, *, force: bool = False, since: int | None = None) -> None:
-        """Save when a multiple of ``run.save_every`` lies in (since, step] (default since = step - 1:
-        exactly at the multiples). A trainer that takes several optimizer steps between the points where it
-        can save (GRPO: all updates of one rollout step) passes the step it started from, so a multiple
-        inside those updates saves at the next such point instead of being skipped."""
+    def save_due(self, since: int | None = None) -> bool:
+        """Whether a multiple of ``run.save_every`` lies in (since, step] (default since = step - 1: exactly at
+        the multiples). A trainer that takes several optimizer steps between the points where it can save
+        (GRPO: all updates of one rollout step) passes the step it started from, so a multiple inside those
+        updates saves at the next such point instead of being skipped."""
         every = self.cfg.run.save_every
         since = self.step - 1 if since is None else since
-        if force or (every > 0 and self.step // every > since // every):
+        return every > 0 and self.step // every > since // every
+
+    def maybe_save(self, trainer_state: dict, *, force: bool = False, since: int | None = None,
+                   rank_state: dict | None = None) -> None:
+        """Save when ``save_due(since)`` (or ``force``); ``rank_state``: see ``Checkpointer.save``."""
+        if force or self.save_due(since):
             state = dict(trainer_state, scheduler=self.scheduler.state_dict(), total_steps=self.total_steps,
                          schedule_changes=self.schedule_changes)
-            self.checkpoints.save(self.step, self.model, self.optimizer, state)
+            self.checkpoints.save(self.step, self.model, self.optimizer, state, rank_state)
 
     def finish(self, trainer_state: dict) -> Path | None:
         """Final checkpoint (if the last step was not just saved) and the transformers export."""

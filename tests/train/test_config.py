@@ -74,7 +74,9 @@ def test_example_configs_load(name, trainer):
     ("grpo", "loss.agg=token-sum", "loss.agg: expected one of"),
     ("grpo", "loss.dual_clip=0.5", "loss.dual_clip: must be > 1"),
     ("grpo", "data.prompts_per_step=10", "data.prompts_per_step: 10 is not a multiple of run.global_batch_size=256"),
-    ("grpo", "loss.correction_low=1.5", "loss.rollout_correction"),
+    ("grpo", "loss.rollout_correction=mask-token loss.correction_low=1.5", "loss.rollout_correction"),
+    ("grpo", "rollout.max_staleness=-1", "rollout.max_staleness: must be >= 0"),
+    ("grpo", "rollout.max_staleness=1 rollout.dynamic_sampling=true", "rollout.dynamic_sampling: dynamic sampling"),
     ("grpo", "eval.n=0", "eval.n: must be >= 1"),
     ("grpo", "reward.judge_weight=1.5", "reward.judge_weight: must lie in [0, 1]"),
     ("grpo", "run.max_tokens_per_micro_batch=-1", "run.max_tokens_per_micro_batch: must be >= 0"),
@@ -82,9 +84,9 @@ def test_example_configs_load(name, trainer):
     ("dpo", "optim.warmup_ratio=1", "optim.warmup_ratio: must lie in [0, 1)"),
 ])
 def test_rules_across_values_are_checked_when_the_config_loads(trainer, override, message):
-    """No model path, data or tokenizer is given: the error can only come from loading the config."""
+    """No model path, data or tokenizer is given: the error can only come from loading the config.
+    ``override`` holds one or more overrides, separated by spaces."""
     from libra.train.commands import config_class
 
-    extra = ["loss.rollout_correction=mask-token"] if "correction_low" in override else []
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
-        load_config(config_class(trainer), None, [*extra, override])
+        load_config(config_class(trainer), None, override.split())

@@ -38,6 +38,9 @@ class RolloutConfig:
     gpu_memory_utilization: float = 0.5  # the trainer shares the device (the engine sleeps during updates)
     dynamic_sampling: bool = False  # drop groups whose rewards all agree, then refill from the stream
     max_refill_rounds: int = 3  # dynamic sampling's extra rounds per step before it trains on fewer groups
+    # Rollout steps the sampling policy may lag: 0 samples each step with the current weights (generate, then
+    # learn); K >= 1 samples step r with the weights after step r - K while the trainer learns (asynchronous.py)
+    max_staleness: int = 0
 
 
 @dataclass
@@ -136,6 +139,15 @@ class GRPOConfig:
             raise ConfigError("config", "loss.rollout_correction", str(err)) from None
         if self.run.max_tokens_per_micro_batch < 0:
             raise ConfigError("config", "run.max_tokens_per_micro_batch", "must be >= 0 (0: micro_batch_size rows)")
+        r = self.rollout
+        if r.max_staleness < 0:
+            raise ConfigError("config", "rollout.max_staleness",
+                              f"must be >= 0 (0: synchronous), got {r.max_staleness}")
+        if r.max_staleness and r.dynamic_sampling:
+            raise ConfigError("config", "rollout.dynamic_sampling",
+                              "dynamic sampling decides a step's refills from the kept groups of all ranks, which the "
+                              "engine's thread cannot ask for while the trainer runs its own collectives: use it with "
+                              "rollout.max_staleness=0")
         if self.eval.n < 1:
             raise ConfigError("config", "eval.n", f"must be >= 1 judgments per row, got {self.eval.n}")
         if not 0 <= self.reward.judge_weight <= 1:

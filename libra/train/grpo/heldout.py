@@ -43,14 +43,23 @@ class HeldOutEval:
         rollout_step = self.session.step // self.per_step
         return first or self.session.done or rollout_step % self.cfg.eval.every == 0
 
-    def __call__(self, engine) -> dict:
-        """Rank 0 evaluates (the others go on to their next collective and wait there); returns the
-        metrics for metrics.jsonl on rank 0, an empty dict elsewhere."""
+    def versions(self, rollout_steps: int) -> set[int]:
+        """The policy versions (rollout steps learned) ``due`` asks for in a run of ``rollout_steps``:
+        asynchronous GRPO evaluates each when its weights reach the engine."""
+        if not self.enabled:
+            return set()
+        return {0, rollout_steps} | set(range(0, rollout_steps, self.cfg.eval.every))
+
+    def __call__(self, engine, step: int | None = None) -> dict:
+        """Rank 0 evaluates the weights ``engine`` holds, those of optimizer ``step`` (default the session's;
+        the others go on to their next collective and wait there); returns the metrics for metrics.jsonl on
+        rank 0, an empty dict elsewhere."""
         if not self.session.world.is_main:
             return {}
         from libra.eval.libra_bench import evaluate
 
-        e, step = self.cfg.eval, self.session.step
+        e = self.cfg.eval
+        step = self.session.step if step is None else step
         params = SamplingParams(n=e.n, temperature=e.temperature, max_tokens=e.max_tokens, seed=self.cfg.run.seed)
         results = evaluate(self.rows, out=Path(self.cfg.run.out) / "evals" / f"step_{step:08d}", sampling=params,
                            model=self.cfg.model.path, engine=engine, template=e.template,

@@ -36,6 +36,7 @@ class Rollout:
     old_logp: torch.Tensor | None = None
     ref_logp: torch.Tensor | None = None
     judged: bool | None = None  # with a judge reward: the judge's verdict on this rollout
+    version: int = 0  # the policy that sampled it: rollout steps learned before its weights reached the engine
 
     def example(self) -> Example:
         return Example(self.prompt_ids + self.response_ids, [0] * len(self.prompt_ids) + [1] * len(self.response_ids))
