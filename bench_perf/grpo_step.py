@@ -1,8 +1,9 @@
 """GRPO step: our trainer (vLLM and HF rollouts) against TRL's ``GRPOTrainer``, side by side on one tiny model.
 
-    python -m bench_perf.grpo_step [--quick] [--variants ours-vllm ours-hf trl] [--device cpu|cuda] [--out PATH]
+    python -m bench_perf.grpo_step [--quick] [--variants ours-vllm ours-async ours-hf trl] [--device cpu|cuda]
+                                   [--model DIR] [--out PATH]
 
-Three variants, each in a fresh worker process, on the same random tiny Qwen2 (``MODEL``), the same
+Five variants, each in a fresh worker process, on the same random tiny Qwen2 (``MODEL``), the same
 arithmetic prompts ("What is a + b?", gold answer in ``\\boxed{}``), the same reward (``rl_tasks.score``:
 is_correct minus the length penalty, wrapped as a TRL reward function) and the same hyperparameters
 (``SETTINGS``: prompts per step x rollouts per prompt, new tokens, temperature 1, top-p 1, no top-k, AdamW
@@ -11,14 +12,18 @@ token-mean loss, one optimizer step per rollout step over micro-batches of the s
 
 * ``ours-vllm``: ``libra train grpo`` with ``rollout.engine=vllm``, the real stack (weights synced into
   the running engine after every step);
+* ``ours-async``: the same with ``rollout.max_staleness=1``: the engine samples the next step (with the
+  weights one step old) in its own thread while the trainer learns the current one; ``ours-async-split``
+  also places them on their own cores (``rollout.cpu_split``: vLLM's worker on the last core);
 * ``ours-hf``: the same trainer with ``rollout.engine=hf`` (transformers ``generate``), which isolates the
   trainer: generation runs on the same backend family as TRL's;
 * ``trl``: TRL's ``GRPOTrainer`` (``use_cpu=True``, its default transformers generation).
 
 Tokens/s is defined identically for all: per rollout step, the sum over its P x n rollouts of prompt tokens
 plus completion tokens (the completion as the generator returned it: cut after the first EOS, which is
-counted; no padding), divided by the wall time of that step. Our step runs from the start of generation to
-the end of the weight sync (``time_generate + time_logprobs + time_update + time_sync`` in metrics.jsonl);
+counted; no padding), divided by the wall time of that step. Our step is the trainer's (``time_step`` in
+metrics.jsonl): synchronous, from the start of generation to the end of the weight sync; asynchronous,
+from waiting for the step's rollouts to handing the new weights over (generation overlaps it);
 TRL's from ``on_step_begin`` to ``on_step_end`` (generation, scoring, reference log-probs, every
 micro-batch's forward/backward and the optimizer step). Per-step logging and checkpointing fall outside on
 both sides. Tokens are counted by this script in both workers (wrapping the generate call), not taken from
@@ -26,7 +31,9 @@ either trainer's own metrics. The first ``warmup_steps`` steps are run but not m
 model loading are reported apart (``setup_s``, ``engine_start_s``).
 
 Stages: ours from metrics.jsonl (generate = generation + scoring, logprobs = old and reference log-probs,
-update, sync). TRL by wrapping its methods: generate = ``_generate`` + ``_calculate_rewards``, logprobs =
+update, sync; ``ours-async`` adds trainer idle = waiting for rollouts and engine idle = the engine waiting
+for weights, and its generate and sync run in the engine's thread, overlapped with the trainer's stages).
+TRL by wrapping its methods: generate = ``_generate`` + ``_calculate_rewards``, logprobs =
 its no-grad ``_get_per_token_logps_and_entropies`` calls (the reference model; TRL skips old log-probs when
 generation and optimizer steps line up, as here), prep = the rest of ``_generate_and_score_completions``
 (padding, advantages, metrics), update = the rest of the step.
@@ -99,8 +106,11 @@ MAX_TOKENS_PER_MICRO_BATCH = 2048  # ours: the token budget of a packed micro-ba
 WORDS = ("the", "sum", "of", "two", "numbers", "is", "asked", "below", "carefully", "add", "digits", "carry", "one",
          "result", "answer", "check", "again", "column", "write", "final")
 SAMPLE_S = 0.05
-VARIANTS = ("ours-vllm", "ours-hf", "trl")
-STAGES = ("generate_s", "logprobs_s", "update_s", "sync_s", "prep_s")
+VARIANTS = ("ours-vllm", "ours-async", "ours-async-split", "ours-hf", "trl")
+ENGINES = {"ours-vllm": "vllm", "ours-async": "vllm", "ours-async-split": "vllm", "ours-hf": "hf"}
+ASYNC = ["rollout.max_staleness=1"]
+OVERRIDES = {"ours-async": ASYNC, "ours-async-split": [*ASYNC, "rollout.cpu_split=true"]}  # on top of the shared ones
+STAGES = ("generate_s", "logprobs_s", "update_s", "sync_s", "prep_s", "trainer_idle_s", "engine_idle_s")
 # A shared CPU machine inflates times without other sign (2 cores: one busy core roughly doubles them).
 BUSY_WARNING_CORES = 0.25
 TOKENS_DEFINITION = ("per step: sum over its prompts_per_step x n rollouts of (prompt tokens + completion tokens, "
@@ -201,7 +211,7 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     import libra.train.grpo as grpo
     from libra.config import load_config
 
-    s, out = spec["settings"], Path(spec["tmp"]) / f"run-{spec['engine']}"
+    s, out = spec["settings"], Path(spec["tmp"]) / f"run-{spec['variant']}"
     counted: list[tuple[int, int]] = []
     engine_start: list[float] = []
 
@@ -224,7 +234,7 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
         f"optim.betas={s['betas']}", f"optim.weight_decay={s['weight_decay']}", f"optim.grad_clip={s['grad_clip']}",
         "optim.schedule=constant", "optim.warmup_ratio=0", f"run.max_steps={s['warmup_steps'] + s['measured_steps']}",
         f"run.seed={s['seed']}", f"run.out={out}", "run.tensorboard=false", "run.export=false",
-        f"run.device={spec.get('device', 'cpu')}",
+        f"run.device={spec.get('device', 'cpu')}", *OVERRIDES.get(spec["variant"], []),
     ]
     cfg = load_config(grpo.GRPOConfig, None, overrides)
     with MemorySampler() as mem:
@@ -233,9 +243,9 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps = []
     for m, (prompt_tokens, completion_tokens) in zip(metrics, counted, strict=True):
-        step_s = m["time_generate"] + m["time_logprobs"] + m["time_update"] + m["time_sync"]
-        steps.append({"step_s": step_s, "generate_s": m["time_generate"], "logprobs_s": m["time_logprobs"],
-                      "update_s": m["time_update"], "sync_s": m["time_sync"], "prompt_tokens": prompt_tokens,
+        idle = {f"{k}_s": m[k] for k in ("trainer_idle", "engine_idle") if k in m}
+        steps.append({"step_s": m["time_step"], "generate_s": m["time_generate"], "logprobs_s": m["time_logprobs"],
+                      "update_s": m["time_update"], "sync_s": m["time_sync"], **idle, "prompt_tokens": prompt_tokens,
                       "completion_tokens": completion_tokens, "reward": m["reward"],
                       "trainer_tokens_per_s": m["tokens_per_s"], "end": m["time"]})
     warm = s["warmup_steps"]
@@ -388,7 +398,7 @@ def main(argv: list[str]) -> int:
         data = str(write_prompts(Path(tmp) / "prompts.jsonl", steps * settings["prompts_per_step"], settings["seed"],
                                  tuple(settings.get("context_words", (0, 0)))))
         for variant in args.variants:
-            spec = {"variant": variant, "engine": variant.removeprefix("ours-"), "model": model, "data": data,
+            spec = {"variant": variant, "engine": ENGINES.get(variant), "model": model, "data": data,
                     "tmp": tmp, "settings": settings, "device": args.device}
             results[variant] = run_worker("bench_perf.grpo_step", spec, args.timeout)
             print(f"{variant}: {results[variant]['status']} {results[variant].get('reason', '')}", flush=True)
@@ -409,7 +419,8 @@ def main(argv: list[str]) -> int:
         ratio = ratios.get(f"{r['variant']}/trl", {}).get("tokens_per_s", 1.0 if r["variant"] == "trl" else None)
         rows.append([r["variant"], r.get("setup_s"), r.get("engine_start_s"), sm.get("step_s_mean"),
                      st.get("generate_s"), st.get("logprobs_s"), st.get("update_s"),
-                     st.get("sync_s", st.get("prep_s")), sm.get("tokens_per_step"), sm.get("tokens_per_s"), ratio,
+                     st.get("sync_s", st.get("prep_s")), st.get("trainer_idle_s"), st.get("engine_idle_s"),
+                     sm.get("tokens_per_step"), sm.get("tokens_per_s"), ratio,
                      r.get("peak_rss_steps_mb"), r.get("peak_rss_run_mb"), r.get("others_busy_cores")])
     P, n, T = settings["prompts_per_step"], settings["n"], settings["max_new_tokens"]
     model_name = args.model.name if args.model else "tiny Qwen2"
@@ -418,7 +429,8 @@ def main(argv: list[str]) -> int:
                 f"{settings['measured_steps']} measured steps after {settings['warmup_steps']} warm-up "
                 f"(config {chash})",
                 ["variant", "setup s", "engine start s", "step s", "generate s", "logprobs s", "update s",
-                 "sync/prep s", "tokens/step", "tokens/s", "vs TRL", "peak RSS steps MB", "peak RSS run MB",
+                 "sync/prep s", "trainer idle s", "engine idle s", "tokens/step", "tokens/s", "vs TRL",
+                 "peak RSS steps MB", "peak RSS run MB",
                  "others busy cores"], rows,
                 caption="tokens/s: " + TOKENS_DEFINITION + "; ours sync = weight sync, TRL prep = "
                         "_generate_and_score_completions outside generate/score/log-probs")

@@ -34,6 +34,7 @@ file never reuses a stale judgment.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -304,6 +305,18 @@ def score_records(rows: Sequence[dict], records: Sequence[dict], kind: str, thre
 def binary(value, kind: str, threshold: int) -> bool | None:
     """The correctness prediction of a parsed verdict value (None stays None: invalid)."""
     return judge_kind(kind).outcome(value, threshold)
+
+
+def right_per_row(predictions: str | Path) -> dict[str, float]:
+    """Per row of a predictions.jsonl, the share of its judgments that are right (an invalid verdict is
+    wrong): the unit a paired bootstrap resamples, so judges sampled a different number of times compare
+    on the same rows."""
+    by_row: dict[str, list[bool]] = {}
+    with open(predictions) as f:
+        for line in f:
+            r = json.loads(line)
+            by_row.setdefault(r["id"], []).append(r["pred"] is not None and r["pred"] == r["label"])
+    return {row: float(np.mean(v)) for row, v in by_row.items()}
 
 
 def majority_vote(samples: Sequence[dict]) -> dict:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from libra.data.jsonl import write_json
+from libra.eval.libra_bench import right_per_row as bench_right_per_row
 from libra.eval.metrics import paired_difference_ci
 from libra.mini.runs import TEACHER, VARIANTS
 from libra.mini.thinking_check import check_eval
@@ -43,13 +44,8 @@ def _jsonl(path: Path) -> list[dict]:
 
 
 def right_per_row(out: Path, variant: str) -> dict[str, float]:
-    """Per held-out row, the share of the variant's judgments of it that are right (an invalid verdict is
-    wrong): the unit the paired bootstrap resamples, so judges sampled a different number of times (thinking
-    judges several, the direct one once) are compared on the same rows."""
-    by_row: dict[str, list[bool]] = {}
-    for r in _jsonl(out / "eval" / variant / "predictions.jsonl"):
-        by_row.setdefault(r["id"], []).append(r["pred"] is not None and r["pred"] == r["label"])
-    return {row: float(np.mean(v)) for row, v in by_row.items()}
+    """Per held-out row, the share of the variant's judgments of it that are right (``libra_bench.right_per_row``)."""
+    return bench_right_per_row(out / "eval" / variant / "predictions.jsonl")
 
 
 def spearman(x: list[float], y: list[float]) -> float | None:

@@ -136,7 +136,8 @@ class AsyncRollouts:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        self._thread.join(timeout=600)  # a job in flight (one generate call) finishes first
+        # A job in flight (one generate call) finishes first; after an error the engine may be closed under it.
+        self._thread.join(timeout=None if exc[0] is None else 30)
 
     # --- the trainer's side -------------------------------------------------------------------------------
 
@@ -179,6 +180,9 @@ class AsyncRollouts:
             while not ready():
                 if self._error is not None:
                     raise RuntimeError("the rollout engine's thread failed") from self._error
+                if self._done:
+                    raise RuntimeError("the rollout engine's thread ran all its jobs without what the trainer waits "
+                                       "for: the schedule and the trainer's steps disagree")
                 self._cond.wait(timeout=1.0)
             return get()
 

@@ -41,6 +41,7 @@ class RolloutConfig:
     # Rollout steps the sampling policy may lag: 0 samples each step with the current weights (generate, then
     # learn); K >= 1 samples step r with the weights after step r - K while the trainer learns (asynchronous.py)
     max_staleness: int = 0
+    cpu_split: bool = False  # CPU, max_staleness >= 1: vLLM's worker on the last core, the trainer on the others
 
 
 @dataclass

@@ -7,7 +7,8 @@ prompts.
 Metrics per step: reward, accuracy, the share of groups whose rewards all agree (``uniform_groups``, before
 dynamic sampling drops them), answer checks that could not finish (``check_failures``: scored as not
 correct, so a rising count means rewards that judged nothing), clip fractions, ppo_kl, KL, entropy,
-response length, rollout/trainer log-prob mismatch, time per stage and tokens/s, the judge reward's
+response length, rollout/trainer log-prob mismatch, time per stage (``time_*``; ``time_step`` the trainer's
+whole step) and tokens/s, the judge reward's
 ``judge_*`` with ``reward.judge``, and ``eval_accuracy`` / ``eval_invalid`` on evaluation steps.
 """
 
@@ -24,6 +25,7 @@ from libra.train.grpo.collect import RolloutStep, collect_rollouts, step_totals
 from libra.train.grpo.config import GRPOConfig
 from libra.train.grpo.heldout import HeldOutEval
 from libra.train.grpo.learning import learn
+from libra.train.grpo.placement import split_cores
 from libra.train.grpo.rollouts import EngineFactory, JudgeFactory, PromptStream, build_judge_reward, start_engine
 from libra.train.judge_reward import JudgeReward
 from libra.train.model import full_state_dict
@@ -57,19 +59,21 @@ def train_grpo(cfg: GRPOConfig, *, engine_factory: EngineFactory | None = None,
         reference = session.build_reference() if cfg.loss.kl_coef > 0 else None
         stream = PromptStream(len(items), cfg.run.seed, session.state.get("cursor", 0))
         judge = build_judge_reward(cfg, judge_factory)
-        engine = (engine_factory or start_engine)(cfg, cfg.run.seed)
-        try:
-            if session.resumed_from is not None:
-                engine.update_weights(full_state_dict(session.model).items())
-            if cfg.rollout.max_staleness:
-                _train_async(session, cfg, engine, items, stream, judge, held_out, reference, rollout_steps,
-                             updates_per_step)
-            else:
-                _train_sync(session, cfg, engine, items, stream, judge, held_out, reference)
-        finally:
-            engine.close()
-            if judge is not None:
-                judge.close()
+        split = cfg.rollout.cpu_split and cfg.rollout.max_staleness > 0 and session.world.device.type == "cpu"
+        with split_cores(split):
+            engine = (engine_factory or start_engine)(cfg, cfg.run.seed)
+            try:
+                if session.resumed_from is not None:
+                    engine.update_weights(full_state_dict(session.model).items())
+                if cfg.rollout.max_staleness:
+                    _train_async(session, cfg, engine, items, stream, judge, held_out, reference, rollout_steps,
+                                 updates_per_step)
+                else:
+                    _train_sync(session, cfg, engine, items, stream, judge, held_out, reference)
+            finally:
+                engine.close()
+                if judge is not None:
+                    judge.close()
 
 
 def _train_sync(session: TrainSession, cfg: GRPOConfig, engine, items: list[RLItem], stream: PromptStream,
@@ -181,6 +185,6 @@ def _step_metrics(session: TrainSession, step: RolloutStep, updates: list[dict],
                                                                   "correction_dropped", "truncation_masked")
            if updates},
         "lr": last.get("lr", 0.0), "skipped": sum(u["skipped"] for u in updates),
-        **{f"time_{k}": v for k, v in times.items()},
+        **{f"time_{k}": v for k, v in times.items()}, "time_step": wall,
         "tokens_per_s": all_tokens / wall, "generate_tokens_per_s": length / max(times["generate"], 1e-9),
     }
