@@ -51,14 +51,17 @@ bench: install
 	$(PY) -m pytest -q bench_perf
 
 # The prepared check for one NVIDIA H100/H200 (<= 8 minutes): kernel tests on CUDA, kernel benchmarks at the
-# Qwen shapes (with Liger when importable), a GRPO step with vLLM; results and OUT/summary.json in OUT. It needs
-# a CUDA build of torch/triton/vllm, so it does not depend on `install` (which builds the CPU stack): it uses
-# .venv/bin/python when there is one, else python3; `make gpu-check PY=/path/to/python` picks another. Without
-# CUDA it says so and stops (the script exits 2; make reports any failure as 2).
+# Qwen2.5-0.5B head shape (with Liger when importable), then a real judge trained end to end: SmolLM2-135M-Instruct,
+# V2V rows from $(SHARED)/data split by problem, evaluation before and after SFT and GRPO (sync and async).
+# Results, OUT/summary.json and OUT/judge/report.md in OUT. It needs a CUDA build of torch/triton/vllm, so it
+# does not depend on `install` (which builds the CPU stack): it uses .venv/bin/python when there is one, else
+# python3; `make gpu-check PY=/path/to/python` picks another. Without CUDA it says so and stops (the script
+# exits 2; make reports any failure as 2). DRY_RUN=1 runs every part on CPU at the smallest size instead.
 OUT     ?= runs/gpu-check
+DRY_RUN ?=
 GPU_PY   = $(if $(wildcard $(PY)),$(PY),python3)
 gpu-check:
-	$(GPU_PY) -m bench_perf.gpu_check --out $(OUT)
+	$(GPU_PY) -m bench_perf.gpu_check --out $(OUT) --data $(SHARED)/data $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
 
 # Libra-Mini: V2V -> base SFT -> rejection-sampled thinking SFT / direct-verdict SFT -> GRPO (RL-zero and
 # SFT+RL) -> evaluation of every variant on a held-out Mini Libra Bench -> downstream DPO and best-of-n;

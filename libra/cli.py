@@ -1,5 +1,5 @@
 """The ``libra`` command. Subcommands are added by the parts of the system as they land:
-``libra env``, ``libra data {v2v,dpo-pairs}``, ``libra model tiny``,
+``libra env``, ``libra data {v2v,split,dpo-pairs}``, ``libra model tiny``,
 ``libra eval {libra-bench,pairwise,scalar,passk}``, ``libra train {sft,grpo,dpo,rejection-sample}`` and
 ``libra quickstart`` (Libra-Mini).
 

@@ -17,6 +17,13 @@ def named_path(text: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a share in [0, 1], got {text}")
+    return value
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="build judging data (V2V) and preference pairs")
     cmds = data.add_subparsers(dest="data_command", required=True)
@@ -36,6 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     v2v.add_argument("--timeout", type=float, default=5.0, help="seconds allowed per answer check")
     v2v.add_argument("--workers", type=int, help="verification processes (default: CPU count)")
     v2v.set_defaults(func=run_v2v)
+    split = cmds.add_parser("split", help="judging rows -> training rows and a held-out bench, disjoint problems",
+                            description="Hold out a share of each subset's problems with all their rows (seeded), "
+                                        "so no problem has rows on both sides.")
+    split.add_argument("--rows", type=Path, required=True, help="judging rows (.jsonl, e.g. from `libra data v2v`)")
+    split.add_argument("--bench-fraction", type=fraction, default=0.25, help="share of each subset's problems held out")
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--train-out", type=Path, required=True, help="training rows (.jsonl)")
+    split.add_argument("--bench-out", type=Path, required=True, help="held-out bench rows (.jsonl)")
+    split.set_defaults(func=run_split)
     pairs = cmds.add_parser("dpo-pairs", help="DPO pairs from a reward model's judgments (paper section 6)",
                             description="Join judging rows with a judge's predictions.jsonl (libra eval libra-bench) "
                                         "and pair, per question, judged-correct with judged-wrong responses.")
@@ -74,6 +90,25 @@ def run_v2v(args: argparse.Namespace) -> int:
                **result.stats, "agreement_with_source_labels": result.agreement}
     write_json(files["stats"], summary)
     print_v2v_summary(summary, files)
+    return 0
+
+
+def run_split(args: argparse.Namespace) -> int:
+    from .jsonl import read_jsonl
+    from .split import split_by_problem, split_counts
+
+    rows = []
+    for rec in read_jsonl(args.rows):
+        rec.get("question", str)  # a row without its question cannot be assigned to a problem: say where
+        rows.append(rec.data)
+    train, bench = split_by_problem(rows, bench_fraction=args.bench_fraction, seed=args.seed)
+    write_jsonl(args.train_out, train)
+    write_jsonl(args.bench_out, bench)
+    counts = split_counts(train, bench)
+    for name, path in (("train", args.train_out), ("bench", args.bench_out)):
+        per = ", ".join(f"{s} {c['rows']} rows / {c['problems']} problems" for s, c in counts[name].items())
+        print(f"{name}: {per or 'no rows'} -> {path}")
+    print(f"problems on both sides: {counts['shared_problems']}")
     return 0
 
 
