@@ -275,6 +275,56 @@ def peak_growth_mb(fn: Callable[[], Any], device: torch.device) -> dict[str, Any
     return {"peak_mb": (sampler.stop() - base_kb * 1024) / MB, "method": "psutil RSS sampled every 1 ms"}
 
 
+SAMPLE_S = 0.05  # MemorySampler's polling period, seconds
+
+
+class MemorySampler:
+    """Polls the summed RSS of this process and all its descendants (vLLM's engine core runs in one) in a
+    thread, keeping (wall time, bytes) samples so a caller can take the peak over any time window."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+        self.samples: list[tuple[float, int]] = []
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _total_rss(self) -> int:
+        import psutil
+
+        total = self._process.memory_info().rss
+        for child in self._process.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:  # exited between listing and reading
+                pass
+        return total
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), self._total_rss()))
+            time.sleep(SAMPLE_S)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak_mb(self, start: float = 0.0, end: float = float("inf")) -> float | None:
+        inside = [rss for t, rss in self.samples if start <= t <= end]
+        return max(inside) / MB if inside else None
+
+
+def memory_record(mem: MemorySampler, window: tuple[float, float]) -> dict[str, Any]:
+    """A run's peak RSS over ``window`` (its measured steps) and over the whole run, and how it was taken."""
+    return {"peak_rss_steps_mb": mem.peak_mb(*window), "peak_rss_run_mb": mem.peak_mb(),
+            "method": f"sum of RSS of the worker and its child processes, sampled every {SAMPLE_S} s"}
+
+
 # ----------------------------------------------------------------------------- worker processes
 
 

@@ -44,7 +44,7 @@ update), TRL with ``use_cpu=False, bf16=True``; ``peak_cuda_allocated_mb`` is th
 ``torch.cuda.max_memory_allocated`` (vLLM's engine process not included).
 
 Peak memory is the RSS of the worker and all its child processes (vLLM's engine core is one), summed and
-sampled every ``SAMPLE_S`` seconds, over the measured steps and over the whole run (setup included). RSS
+sampled every ``common.SAMPLE_S`` seconds, over the measured steps and over the whole run (setup included). RSS
 sums count pages shared between processes (torch's libraries) once per process: read it as an upper bound.
 """
 
@@ -58,25 +58,29 @@ import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from bench_perf.common import (
     MB,
     RESULTS_DIR,
+    MemorySampler,
     device_description,
     device_slug,
     git_commit,
+    memory_record,
     print_table,
     run_worker,
     versions,
     worker_main,
     write_json,
 )
+
+if TYPE_CHECKING:
+    from libra.train.grpo.rollouts import EngineFactory, JudgeFactory
 
 # head_dim 64 (vLLM's CPU attention rejects 16); large enough that a step is not all Python overhead.
 MODEL = {"hidden_size": 256, "intermediate_size": 704, "num_hidden_layers": 4, "num_attention_heads": 4,
@@ -105,12 +109,11 @@ REAL_MODEL = {"prompts_per_step": 4, "n": 4, "max_new_tokens": 128, "l_exp": 64,
 MAX_TOKENS_PER_MICRO_BATCH = 2048  # ours: the token budget of a packed micro-batch (TRL: micro_batch rows)
 WORDS = ("the", "sum", "of", "two", "numbers", "is", "asked", "below", "carefully", "add", "digits", "carry", "one",
          "result", "answer", "check", "again", "column", "write", "final")
-SAMPLE_S = 0.05
 VARIANTS = ("ours-vllm", "ours-async", "ours-async-split", "ours-hf", "trl")
 ENGINES = {"ours-vllm": "vllm", "ours-async": "vllm", "ours-async-split": "vllm", "ours-hf": "hf"}
 ASYNC = ["rollout.max_staleness=1"]
 OVERRIDES = {"ours-async": ASYNC, "ours-async-split": [*ASYNC, "rollout.cpu_split=true"]}  # on top of the shared ones
-STAGES = ("generate_s", "logprobs_s", "update_s", "sync_s", "prep_s", "trainer_idle_s", "engine_idle_s")
+STAGES = ("generate_s", "logprobs_s", "update_s", "sync_s", "prep_s", "judge_s", "trainer_idle_s", "engine_idle_s")
 # A shared CPU machine inflates times without other sign (2 cores: one busy core roughly doubles them).
 BUSY_WARNING_CORES = 0.25
 TOKENS_DEFINITION = ("per step: sum over its prompts_per_step x n rollouts of (prompt tokens + completion tokens, "
@@ -135,50 +138,6 @@ def write_prompts(path: Path, count: int, seed: int, context_words: tuple[int, i
     return path
 
 
-class MemorySampler:
-    """Polls the summed RSS of this process and all its descendants (vLLM's engine core runs in one) in a
-    thread, keeping (wall time, bytes) samples so a caller can take the peak over any time window."""
-
-    def __init__(self) -> None:
-        import psutil
-
-        self._process = psutil.Process()
-        self._stop = threading.Event()
-        self.samples: list[tuple[float, int]] = []
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def _total_rss(self) -> int:
-        import psutil
-
-        total = self._process.memory_info().rss
-        for child in self._process.children(recursive=True):
-            try:
-                total += child.memory_info().rss
-            except psutil.Error:  # exited between listing and reading
-                pass
-        return total
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append((time.time(), self._total_rss()))
-            time.sleep(SAMPLE_S)
-
-    def __enter__(self) -> MemorySampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def peak_mb(self, start: float = 0.0, end: float = float("inf")) -> float | None:
-        inside = [rss for t, rss in self.samples if start <= t <= end]
-        return max(inside) / MB if inside else None
-
-
-def _memory(mem: MemorySampler, window: tuple[float, float]) -> dict[str, Any]:
-    return {"peak_rss_steps_mb": mem.peak_mb(*window), "peak_rss_run_mb": mem.peak_mb(),
-            "method": f"sum of RSS of the worker and its child processes, sampled every {SAMPLE_S} s"}
 
 
 def _cuda_memory(spec: dict[str, Any]) -> dict[str, Any]:
@@ -190,24 +149,38 @@ def _cuda_memory(spec: dict[str, Any]) -> dict[str, Any]:
 
 class _CountingEngine:
     """The rollout engine, with its rollout calls counted (prompt and completion tokens, completions as
-    the engine returned them: cut after EOS)."""
+    the engine returned them: cut after EOS); a streamed call counts once it has yielded every prompt."""
 
     def __init__(self, engine, counted: list[tuple[int, int]]):
         self._engine, self._counted = engine, counted
 
     def generate(self, prompts, params, **kwargs):
         gens = self._engine.generate(prompts, params, **kwargs)
+        self._count(gens)
+        return gens
+
+    def generate_stream(self, prompts, params):
+        gens = []
+        for i, gen in self._engine.generate_stream(prompts, params):
+            gens.append(gen)
+            yield i, gen
+        self._count(gens)
+
+    def _count(self, gens) -> None:
         self._counted.append((sum(len(g.prompt_token_ids) * len(g.samples) for g in gens),
                               sum(len(s.token_ids) for g in gens for s in g.samples)))
-        return gens
 
     def __getattr__(self, name):  # update_weights, sleep, wake_up, close
         return getattr(self._engine, name)
 
 
-def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
-    """Worker: ``train_grpo`` in this process with an engine factory that times the engine start and counts
-    the tokens of every rollout call; per-step stage times come from the run's metrics.jsonl."""
+def run_ours(spec: dict[str, Any], start_engine: EngineFactory | None = None,
+             judge_factory: JudgeFactory | None = None) -> dict[str, Any]:
+    """Worker: ``train_grpo`` in this process with an engine factory that times the engine start (of
+    ``start_engine``, default ``grpo.start_engine``) and counts the tokens of every rollout call; per-step
+    stage times come from the run's metrics.jsonl. ``spec["overrides"]`` (optional) come after the
+    benchmark's own config keys, and ``judge_factory`` starts the judge of a judge-rewarded run
+    (``bench_perf.grpo_judge``)."""
     import libra.train.grpo as grpo
     from libra.config import load_config
 
@@ -217,7 +190,7 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
 
     def engine_factory(cfg, seed):
         begin = time.perf_counter()
-        engine = grpo.start_engine(cfg, seed)
+        engine = (start_engine or grpo.start_engine)(cfg, seed)
         engine_start.append(time.perf_counter() - begin)
         return _CountingEngine(engine, counted)
 
@@ -234,12 +207,12 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
         f"optim.betas={s['betas']}", f"optim.weight_decay={s['weight_decay']}", f"optim.grad_clip={s['grad_clip']}",
         "optim.schedule=constant", "optim.warmup_ratio=0", f"run.max_steps={s['warmup_steps'] + s['measured_steps']}",
         f"run.seed={s['seed']}", f"run.out={out}", "run.tensorboard=false", "run.export=false",
-        f"run.device={spec.get('device', 'cpu')}", *OVERRIDES.get(spec["variant"], []),
+        f"run.device={spec.get('device', 'cpu')}", *OVERRIDES.get(spec["variant"], []), *spec.get("overrides", []),
     ]
     cfg = load_config(grpo.GRPOConfig, None, overrides)
     with MemorySampler() as mem:
         begin = time.time()
-        grpo.train_grpo(cfg, engine_factory=engine_factory)
+        grpo.train_grpo(cfg, engine_factory=engine_factory, judge_factory=judge_factory)
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps = []
     for m, (prompt_tokens, completion_tokens) in zip(metrics, counted, strict=True):
@@ -247,11 +220,12 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
         steps.append({"step_s": m["time_step"], "generate_s": m["time_generate"], "logprobs_s": m["time_logprobs"],
                       "update_s": m["time_update"], "sync_s": m["time_sync"], **idle, "prompt_tokens": prompt_tokens,
                       "completion_tokens": completion_tokens, "reward": m["reward"],
-                      "trainer_tokens_per_s": m["tokens_per_s"], "end": m["time"]})
+                      "trainer_tokens_per_s": m["tokens_per_s"], "end": m["time"],
+                      **({"judge_s": m["time_judge"]} if "time_judge" in m else {})})
     warm = s["warmup_steps"]
     return {"status": "ok", "steps": steps, "engine_start_s": engine_start[0],
             "setup_s": metrics[0]["time"] - steps[0]["step_s"] - begin, **_cuda_memory(spec),
-            **_memory(mem, (steps[warm - 1]["end"] if warm else begin, steps[-1]["end"]))}
+            **memory_record(mem, (steps[warm - 1]["end"] if warm else begin, steps[-1]["end"]))}
 
 
 def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
@@ -333,7 +307,7 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
         step["reward"] = reward
     warm = s["warmup_steps"]
     return {"status": "ok", "steps": steps, "engine_start_s": None, "setup_s": marks["first"] - begin,
-            **_cuda_memory(spec), **_memory(mem, (steps[warm - 1]["end"] if warm else begin, steps[-1]["end"]))}
+            **_cuda_memory(spec), **memory_record(mem, (steps[warm - 1]["end"] if warm else begin, steps[-1]["end"]))}
 
 
 def run_spec(spec: dict[str, Any]) -> dict[str, Any]:

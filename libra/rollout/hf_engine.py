@@ -4,18 +4,52 @@ The reference and the fallback: it needs nothing beyond transformers, runs any m
 and its log-probabilities come from the same forward pass the trainer uses. It is slower than vLLM at
 scale (no paged attention, no continuous batching). Prompts are generated in micro-batches of
 ``batch_size``, left-padded; with a seed the whole call is reproducible (one generator per call, so
-unlike vLLM the samples of a prompt do depend on the batch it was in).
+unlike vLLM the samples of a prompt do depend on the batch it was in). ``generate_stream`` hands each
+micro-batch over as soon as it is generated.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+import threading
+from contextlib import contextmanager
+from typing import Iterable, Iterator, Sequence
 
 import torch
 
 from libra.progress import progress_bar
 from libra.rollout.logprob_check import sequence_logprobs
 from libra.rollout.types import Generation, Prompt, Sample, SamplingParams, prompt_token_ids
+
+# torch's default generators belong to the process, not to an engine: engines sampling in two threads at
+# once (a rollout stream beside a judge) take turns, each with its own call's state swapped in.
+_RNG_LOCK = threading.Lock()
+
+
+class _CallRandomState:
+    """The random state of one generate call, carried from micro-batch to micro-batch, so that a call's
+    samples do not depend on what other engines of the process sample between its micro-batches (a
+    streamed call yields between them). Seeded calls start from ``seed``; unseeded ones from the global
+    state at the call, which they leave as it was (as one ``fork_rng`` around the call did)."""
+
+    def __init__(self, seed: int | None, device: torch.device):
+        self.devices = [device] if device.type == "cuda" else []
+        with _RNG_LOCK, torch.random.fork_rng(devices=self.devices):
+            if seed is not None:
+                torch.manual_seed(seed)
+            self.states = self._get()
+
+    def _get(self) -> list[torch.Tensor]:
+        return [torch.get_rng_state(), *(torch.cuda.get_rng_state(d) for d in self.devices)]
+
+    @contextmanager
+    def turn(self):
+        """Run a micro-batch with this call's state (and keep what it drew), the process's left untouched."""
+        with _RNG_LOCK, torch.random.fork_rng(devices=self.devices):
+            torch.set_rng_state(self.states[0])
+            for device, state in zip(self.devices, self.states[1:]):
+                torch.cuda.set_rng_state(state, device)
+            yield
+            self.states = self._get()
 
 
 class HFEngine:
@@ -34,21 +68,25 @@ class HFEngine:
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else self.tokenizer.eos_token_id])
 
-    @torch.inference_mode()
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams, *, progress: bool = False
                  ) -> list[Generation]:
-        ids = [prompt_token_ids(self.tokenizer, p) for p in prompts]
+        bar = progress_bar(total=len(prompts), desc="generate (hf)", unit="prompt", disable=not progress)
         out: list[Generation] = []
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            if params.seed is not None:
-                torch.manual_seed(params.seed)
-            bar = progress_bar(total=len(ids), desc="generate (hf)", unit="prompt", disable=not progress)
-            for start in range(0, len(ids), self.batch_size):
-                chunk = ids[start:start + self.batch_size]
-                out.extend(self._generate_batch(chunk, params))
-                bar.update(len(chunk))
-            bar.close()
+        for _, gen in self.generate_stream(prompts, params):
+            out.append(gen)
+            bar.update(1)
+        bar.close()
         return out
+
+    def generate_stream(self, prompts: Sequence[Prompt], params: SamplingParams) -> Iterator[tuple[int, Generation]]:
+        """``Engine.generate_stream``: each micro-batch's prompts, in order, as soon as that micro-batch is
+        generated (``generate`` is this, collected)."""
+        ids = [prompt_token_ids(self.tokenizer, p) for p in prompts]
+        rng = _CallRandomState(params.seed, self.device)
+        for start in range(0, len(ids), self.batch_size):
+            with rng.turn(), torch.inference_mode():
+                gens = self._generate_batch(ids[start:start + self.batch_size], params)
+            yield from enumerate(gens, start)
 
     def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]]) -> list[list[float]]:
         """``Engine.score``: the trainer's own log-prob computation (``sequence_logprobs``), ``batch_size``

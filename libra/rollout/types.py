@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Mapping, Protocol, Sequence, Union
+from typing import Iterable, Iterator, Mapping, Protocol, Sequence, Union
 
 import torch
 
@@ -84,6 +84,13 @@ class Engine(Protocol):
 
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams, *, progress: bool = False
                  ) -> list[Generation]: ...
+
+    def generate_stream(self, prompts: Sequence[Prompt], params: SamplingParams) -> Iterator[tuple[int, Generation]]:
+        """``generate``'s results (the same seeds, so the same samples), each prompt's ``Generation`` yielded
+        with its index as soon as all its samples are done, in whatever order they finish: a consumer scores
+        (or judges) finished prompts while the rest are still generating. Closing the iterator early
+        cancels the prompts not yet yielded."""
+        ...
 
     def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]]) -> list[list[float]]:
         """Log-prob of each continuation token given the prompt and the continuation before it, at

@@ -18,11 +18,12 @@ trainer never leaves an engine holding memory.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import torch
 
@@ -90,6 +91,7 @@ class VLLMEngine:
             raise
         self.tokenizer = self.llm.get_tokenizer()
         self._asleep = False
+        self._streams = itertools.count()
 
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams, *, progress: bool = False
                  ) -> list[Generation]:
@@ -97,21 +99,52 @@ class VLLMEngine:
         seeds ``seed + i*n, ..., seed + i*n + n - 1`` (the ``SamplingParams`` contract, which resumable
         generation relies on). vLLM's per-request bar shows only on a terminal: off one, the callers' own
         progress lines (``libra.progress``) say how far a run is."""
-        from vllm import SamplingParams as VSamplingParams
         from vllm.inputs import TokensPrompt
 
-        self._check_awake()
-        ids = [prompt_token_ids(self.tokenizer, p) for p in prompts]
-        base = dict(n=params.n, temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens,
-                    stop=list(params.stop) or None, logprobs=0 if params.logprobs else None)
-        if params.seed is None:
-            sampling = VSamplingParams(**base)
-        else:
-            sampling = [VSamplingParams(**base, seed=params.seed + i * params.n) for i in range(len(ids))]
+        ids, sampling = self._requests(prompts, params)
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=seq) for seq in ids], sampling,
                                     use_tqdm=progress and on_terminal())
         return [Generation(prompt_token_ids=seq, samples=[self._sample(c) for c in out.outputs])
                 for seq, out in zip(ids, outputs)]
+
+    def generate_stream(self, prompts: Sequence[Prompt], params: SamplingParams) -> Iterator[tuple[int, Generation]]:
+        """``Engine.generate_stream``: the requests ``generate`` would make (same seeds), added to vLLM's
+        engine in the same order and stepped by hand, so each finished request comes back at the step it
+        finishes instead of with the last one. Requests still running when the iterator is closed are
+        aborted, so the engine is left idle for the next call."""
+        from vllm.inputs import tokens_input
+
+        ids, sampling = self._requests(prompts, params)
+        engine = self.llm.llm_engine
+        tag = f"stream-{next(self._streams)}-"  # vLLM's own calls number their requests 0, 1, ...
+        running: dict[str, int] = {}
+        try:
+            for i, (seq, sp) in enumerate(zip(ids, sampling)):
+                engine.add_request(f"{tag}{i}", tokens_input(seq), sp)
+                running[f"{tag}{i}"] = i
+            while running:
+                for out in engine.step():
+                    if out.finished:
+                        i = running.pop(out.request_id)
+                        yield i, Generation(prompt_token_ids=ids[i], samples=[self._sample(c) for c in out.outputs])
+        finally:
+            if running:
+                engine.abort_request(list(running))
+
+    def _requests(self, prompts: Sequence[Prompt], params: SamplingParams) -> tuple[list[list[int]], list]:
+        """Prompt token ids and one vLLM ``SamplingParams`` per prompt (seeded per the contract above),
+        final outputs only: what ``generate`` and ``generate_stream`` both submit."""
+        from vllm import SamplingParams as VSamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        self._check_awake()
+        ids = [prompt_token_ids(self.tokenizer, p) for p in prompts]
+        base = dict(n=params.n, temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens,
+                    stop=list(params.stop) or None, logprobs=0 if params.logprobs else None,
+                    output_kind=RequestOutputKind.FINAL_ONLY)
+        if params.seed is None:
+            return ids, [VSamplingParams(**base)] * len(ids)
+        return ids, [VSamplingParams(**base, seed=params.seed + i * params.n) for i in range(len(ids))]
 
     def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]]) -> list[list[float]]:
         """``Engine.score`` from vLLM's prompt log-probs (one forward pass over prompt + continuation, one

@@ -1,5 +1,7 @@
 """``HFEngine``, the transformers reference engine: the rollout interface's contract, without vLLM."""
 
+import threading
+
 import pytest
 import torch
 
@@ -80,3 +82,28 @@ def test_update_weights_changes_outputs(engine):
 def test_update_weights_unknown_name(engine):
     with pytest.raises(KeyError, match="no_such.weight"):
         engine.update_weights([("no_such.weight", torch.zeros(1))])
+
+
+def test_generate_stream_yields_generate_results_a_micro_batch_at_a_time(engine):
+    """In order, the same samples, whatever the process draws from torch's generator between micro-batches
+    (the consumer) or while they run (another engine's thread: a judge's)."""
+    params = SamplingParams(n=2, max_tokens=6, seed=3, logprobs=True)
+    expected = engine.generate(PROMPTS, params)
+    stop = threading.Event()
+
+    def other_engine():
+        while not stop.is_set():
+            engine.generate(PROMPTS[:1], SamplingParams(max_tokens=3, seed=99))
+
+    thread = threading.Thread(target=other_engine)
+    thread.start()
+    try:
+        streamed = []
+        for i, gen in engine.generate_stream(PROMPTS, params):
+            streamed.append((i, gen))
+            torch.rand(8)
+    finally:
+        stop.set()
+        thread.join()
+    assert [i for i, _ in streamed] == [0, 1, 2]
+    assert [gen for _, gen in streamed] == expected

@@ -89,6 +89,39 @@ def test_seeds(engine):
     assert token_ids(engine.generate([PROMPTS[0]], SamplingParams(max_tokens=10, seed=8)))[0] == twice[1]
 
 
+def test_generate_stream_yields_what_generate_returns(engine):
+    """The same requests stepped by hand: every prompt once, with generate's samples (seeds, log-probs,
+    finish reasons), as each finishes; a stream closed early leaves no request behind."""
+    params = SamplingParams(n=2, max_tokens=12, seed=7, logprobs=True)
+    expected = engine.generate(PROMPTS, params)
+    streamed = list(engine.generate_stream(PROMPTS, params))
+    assert sorted(i for i, _ in streamed) == list(range(len(PROMPTS)))
+    for i, gen in streamed:
+        assert_same_generation(gen, expected[i])
+    # A prompt whose greedy text starts with a character no other prompt's text has: with that character
+    # as the stop string it ends after one token, and comes back while the others still generate.
+    greedy = SamplingParams(temperature=0, max_tokens=24)
+    texts = [g.samples[0].text for g in engine.generate(PROMPTS, greedy)]
+    first = next(i for i, t in enumerate(texts) if t and not any(t[0] in o for j, o in enumerate(texts) if j != i))
+    stream = engine.generate_stream(PROMPTS, SamplingParams(temperature=0, max_tokens=24, stop=(texts[first][0],)))
+    assert next(stream)[0] == first and engine.llm.llm_engine.has_unfinished_requests()
+    stream.close()  # aborts the rest
+    assert not engine.llm.llm_engine.has_unfinished_requests()
+    for gen, before in zip(engine.generate(PROMPTS, params), expected):
+        assert_same_generation(gen, before)
+
+
+def assert_same_generation(gen, expected):
+    """Equal but for log-prob jitter: vLLM itself is not bitwise repeatable from call to call (a prompt's
+    prefill shares its first step with whichever requests reached the engine by then), so two ``generate``
+    calls can differ by ~5e-7 nats; the tokens, texts and finish reasons are exact."""
+    assert gen.prompt_token_ids == expected.prompt_token_ids
+    assert [(s.token_ids, s.text, s.finish_reason) for s in gen.samples] == \
+        [(s.token_ids, s.text, s.finish_reason) for s in expected.samples]
+    for s, e in zip(gen.samples, expected.samples):
+        assert s.logprobs == pytest.approx(e.logprobs, abs=1e-5)
+
+
 def test_max_tokens_gives_length(engine):
     gens = engine.generate(PROMPTS, SamplingParams(max_tokens=3, seed=0))
     for s in (s for g in gens for s in g.samples):

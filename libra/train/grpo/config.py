@@ -76,7 +76,10 @@ class GRPOLossConfig:
 class RewardConfig:
     """Eq. 3's reward. With ``judge`` (a judge model folder), reasoning rollouts are also judged by it
     (``judge_reward.py``: its own engine, the pointwise ``judge_template``, no gold answer shown) and the
-    correctness term is ``judge_weight * judged + (1 - judge_weight) * rule-based``."""
+    correctness term is ``judge_weight * judged + (1 - judge_weight) * rule-based``. With ``stream``, a
+    prompt's rollouts are scored as soon as all of them finish, and judged in batches of ``judge_batch``
+    while generation goes on: the same rewards as one batch after generation with a greedy judge (a judge
+    sampling at ``judge_temperature > 0`` draws each verdict with a seed set by its place in its batch)."""
 
     l_exp: int = L_EXP  # length where the length penalty starts (Eq. 4)
     l_max: int = L_MAX  # length where the penalty reaches 1 (Eq. 4)
@@ -89,6 +92,8 @@ class RewardConfig:
     judge_temperature: float = 0.0  # the judge's sampling temperature (0: greedy)
     judge_max_model_len: int | None = None  # the judge's context (None: its config's)
     judge_weight: float = 1.0  # the judge's share of the correctness term (the rest: the rule)
+    stream: bool = True  # judge rollouts while the rest still generate (false: one batch after generation)
+    judge_batch: int = 64  # rollouts per judge batch when streaming (fewer: the judge starts sooner)
 
 
 @dataclass
@@ -153,3 +158,5 @@ class GRPOConfig:
             raise ConfigError("config", "eval.n", f"must be >= 1 judgments per row, got {self.eval.n}")
         if not 0 <= self.reward.judge_weight <= 1:
             raise ConfigError("config", "reward.judge_weight", f"must lie in [0, 1], got {self.reward.judge_weight}")
+        if self.reward.judge_batch < 1:
+            raise ConfigError("config", "reward.judge_batch", f"must be >= 1 rollouts, got {self.reward.judge_batch}")

@@ -1,11 +1,12 @@
 """Where GRPO's rollouts come from: the seeded prompt stream, the engines (rollout and judge) that run
 outside the trainer's process group, and Eq. 3's score of every sample, the rule-based check blended with
-a judge's verdict when ``reward.judge`` is set."""
+a judge's verdict when ``reward.judge`` is set (judged while the step still generates, ``reward.stream``)."""
 
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+from concurrent.futures import Future
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Callable
 
@@ -13,8 +14,8 @@ import torch
 
 from libra.config import ConfigError
 from libra.rewards import penalised_reward
-from libra.rollout.types import Engine, SamplingParams
-from libra.train.grpo.config import GRPOConfig
+from libra.rollout.types import Engine, Generation, SamplingParams
+from libra.train.grpo.config import GRPOConfig, RewardConfig
 from libra.train.judge_reward import JudgeReward
 from libra.train.packing import Example
 from libra.train.rl_tasks import RLItem, score
@@ -123,29 +124,61 @@ def build_judge_reward(cfg: GRPOConfig, judge_factory: JudgeFactory | None) -> J
         raise ConfigError("config", "reward.judge_template", str(err)) from None
 
 
-def generate_and_score(engine, items: list[RLItem], base_seed: int, cfg: GRPOConfig, first_group: int,
+def generate_and_score(engine: Engine, items: list[RLItem], base_seed: int, cfg: GRPOConfig, first_group: int,
                        judge: JudgeReward | None = None) -> list[Rollout]:
     """``rollout.n`` samples of each item (groups numbered from ``first_group``) with Eq. 3's reward. With
-    ``judge``, reasoning samples are judged in one batch and their correctness term becomes
-    ``judge_weight * judged + (1 - judge_weight) * rule-based``; ``correct`` stays the rule-based check."""
+    ``judge``, reasoning samples are judged and their correctness term becomes
+    ``judge_weight * judged + (1 - judge_weight) * rule-based``; ``correct`` stays the rule-based check.
+
+    With a judge and ``reward.stream``, prompts are scored as their samples finish
+    (``Engine.generate_stream``) and judged in batches of ``reward.judge_batch`` on the judge's thread, so
+    judging overlaps generation instead of following it; the rollouts, their order and their rewards are
+    those of the unstreamed step. Without a judge the step is generated in one call and scored after: the
+    rule check costs little next to generation, so streaming would have nothing to hide."""
     r, rw = cfg.rollout, cfg.reward
     params = SamplingParams(n=r.n, temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_tokens,
                             seed=base_seed, logprobs=True)
-    gens = engine.generate([it.prompt for it in items], params)
-    out, texts = [], []
-    for g, (item, gen) in enumerate(zip(items, gens)):
-        for s in gen.samples:
-            sc = score(item, s.text, len(s.token_ids), l_exp=rw.l_exp, l_max=rw.l_max, threshold=rw.threshold,
-                       strict=rw.strict_verdicts)
-            out.append(Rollout(first_group + g, list(gen.prompt_token_ids), list(s.token_ids), list(s.logprobs),
-                               sc.reward, sc.correct, s.finish_reason == "length"))
-            texts.append((item, s.text))
-    judged = [i for i, (item, _) in enumerate(texts) if judge is not None and item.task == "reasoning"]
-    if judged:
-        verdicts = judge([texts[i][0].question for i in judged], [texts[i][1] for i in judged])
-        for i, verdict in zip(judged, verdicts):
-            ro = out[i]
-            ro.judged = verdict
-            term = rw.judge_weight * verdict + (1 - rw.judge_weight) * ro.correct
-            ro.reward = penalised_reward(term, len(ro.response_ids), rw.l_exp, rw.l_max)
+    prompts = [it.prompt for it in items]
+    streamed = judge is not None and rw.stream
+    groups: list[list[Rollout]] = [[] for _ in items]
+    unsent: list[tuple[Rollout, str, str]] = []  # (rollout, question, response text) for the judge
+    sent: list[tuple[list[Rollout], Future[list[bool]]]] = []
+    try:
+        with (closing(engine.generate_stream(prompts, params)) if streamed
+              else nullcontext(enumerate(engine.generate(prompts, params)))) as finished:
+            for g, gen in finished:
+                item = items[g]
+                groups[g] = _scored(item, gen, first_group + g, rw)
+                if judge is not None and item.task == "reasoning":
+                    unsent += [(ro, item.question, s.text) for ro, s in zip(groups[g], gen.samples)]
+                while streamed and len(unsent) >= rw.judge_batch:
+                    sent.append(_submit(judge, unsent[:rw.judge_batch]))
+                    del unsent[:rw.judge_batch]
+        if unsent:
+            sent.append(_submit(judge, unsent))
+        for rollouts, verdicts in sent:
+            for ro, verdict in zip(rollouts, verdicts.result()):
+                ro.judged = verdict
+                term = rw.judge_weight * verdict + (1 - rw.judge_weight) * ro.correct
+                ro.reward = penalised_reward(term, len(ro.response_ids), rw.l_exp, rw.l_max)
+    except BaseException:
+        for _, verdicts in sent:  # batches not started yet; a running one ends on the judge's thread
+            verdicts.cancel()
+        raise
+    return [ro for group in groups for ro in group]
+
+
+def _scored(item: RLItem, gen: Generation, group: int, rw: RewardConfig) -> list[Rollout]:
+    """One prompt's rollouts with the rule-based reward."""
+    out = []
+    for s in gen.samples:
+        sc = score(item, s.text, len(s.token_ids), l_exp=rw.l_exp, l_max=rw.l_max, threshold=rw.threshold,
+                   strict=rw.strict_verdicts)
+        out.append(Rollout(group, list(gen.prompt_token_ids), list(s.token_ids), list(s.logprobs), sc.reward,
+                           sc.correct, s.finish_reason == "length"))
     return out
+
+
+def _submit(judge: JudgeReward, batch: list[tuple[Rollout, str, str]]
+            ) -> tuple[list[Rollout], Future[list[bool]]]:
+    return [ro for ro, _, _ in batch], judge.submit([q for _, q, _ in batch], [t for _, _, t in batch])
