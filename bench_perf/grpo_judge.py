@@ -54,7 +54,6 @@ from bench_perf.grpo_step import (
     QUICK,
     SETTINGS,
     config_hash,
-    point_eos_along_the_mean_state,
     run_ours,
     summarize,
     write_prompts,
@@ -113,7 +112,7 @@ def main(argv: list[str]) -> int:
         worker_main(args.worker, run_variant)
         return 0
     from libra.mini import MINI_TEMPLATE
-    from libra.models.tiny import TinyConfig, save_tiny
+    from libra.models.tiny import TinyConfig, point_eos_along_the_mean_state, save_tiny
 
     settings = {**SETTINGS, "lengths": "varied", **LENGTHS["varied"], **(QUICK if args.quick else {}),
                 "engine": args.engine, "bind": args.bind, "judge": JUDGE, "judge_max_tokens": JUDGE_MAX_TOKENS,
