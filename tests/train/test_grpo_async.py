@@ -5,13 +5,13 @@ schedule names, and kill -9 then resume equal to the uninterrupted run bitwise."
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
 import torch
+from grpo_helpers import kill_after_checkpoint, write_judging_bench
 from safetensors.torch import load_file
 
 from libra.config import load_config
@@ -44,11 +44,7 @@ def setup(tmp_path_factory):
         for i in range(16):
             f.write(json.dumps({"question": f"Copy: {'ABCD'[i % 4]}", "answer": "ABCD"[i % 4], "task": "reasoning"})
                     + "\n")
-    with open(root / "bench.jsonl", "w") as f:
-        for i in range(4):
-            f.write(json.dumps({"id": f"b{i}", "subset": "s", "question": f"{i}+{i}?", "response": str(2 * i + i % 2),
-                                "label": i % 2 == 0}) + "\n")
-    (root / "judge.txt").write_text("Judge: {question}\n{response}\nAnswer [[score=N]].\n")
+    write_judging_bench(root)
     return root, model
 
 
@@ -121,16 +117,7 @@ def test_kill_9_then_resume_is_bitwise_with_rollouts_sampled_ahead(setup):
     assert clean.returncode == 0, clean.stderr[-3000:]
     kill_at = random.Random(time.time_ns()).choice([2, 4, 6])
     out = root / "killed"
-    proc = subprocess.Popen(_cmd(root, model, out, *extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=env)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if (out / "checkpoints" / f"step_{kill_at:08d}").exists():
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (out / "final").exists(), "the run finished before it could be killed"
+    kill_after_checkpoint(_cmd(root, model, out, *extra), out, kill_at, env)
     saved = out / "checkpoints" / f"step_{kill_at:08d}" / "state_rank0.pt"
     ahead = torch.load(saved, weights_only=True)["ahead"]
     assert [s["index"] for s in ahead] == [kill_at // 2]  # the next step, sampled by the version before

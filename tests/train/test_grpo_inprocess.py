@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from grpo_helpers import write_judging_bench
 
 from libra.config import load_config
 from libra.models.tiny import save_tiny
@@ -34,11 +35,7 @@ def setup(tmp_path_factory):
         for i in range(8):
             f.write(json.dumps({"question": f"Copy the letter: {'ABCD'[i % 4]}", "answer": "A", "task": "reasoning"})
                     + "\n")
-    with open(root / "bench.jsonl", "w") as f:
-        for i in range(4):
-            f.write(json.dumps({"id": f"b{i}", "subset": "s", "question": f"{i}+{i}?", "response": str(2 * i + i % 2),
-                                "label": i % 2 == 0}) + "\n")
-    (root / "judge.txt").write_text("Judge: {question}\n{response}\nAnswer [[score=N]].\n")
+    write_judging_bench(root)
     return root, model
 
 

@@ -4,13 +4,13 @@ several optimizer steps."""
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
 import torch
+from grpo_helpers import kill_after_checkpoint
 from safetensors.torch import load_file
 
 from libra.models.tiny import save_tiny
@@ -54,16 +54,7 @@ def test_kill_9_at_a_random_rollout_step_then_resume_is_bitwise(setup):
     assert clean.returncode == 0, clean.stderr[-3000:]
     kill_at = random.Random(time.time_ns()).choice([2, 4, 6])  # optimizer steps: rollout steps 1..3 of 4
     out = root / "killed"
-    proc = subprocess.Popen(_cmd(root, model, "killed", *extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"))
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if (out / "checkpoints" / f"step_{kill_at:08d}").exists():
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (out / "final").exists(), "the run finished before it could be killed"
+    kill_after_checkpoint(_cmd(root, model, "killed", *extra), out, kill_at, dict(os.environ, OMP_NUM_THREADS="1"))
     resumed = _run(_cmd(root, model, "killed", *extra))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming" in resumed.stdout + resumed.stderr
